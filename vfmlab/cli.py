@@ -6,6 +6,7 @@ theirs there. Errors a user can fix (:class:`VfmlabError`) print one line and ex
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -49,11 +50,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     inputs = None
     if args.volume is not None:
         inputs = DemoInputs(args.volume, args.labels, {})
-    with tqdm(total=6, unit="step", file=sys.stderr) as progress:
+    with tqdm(unit="step", file=sys.stderr) as progress:
         summary = run_demo(args.out, inputs, progress)
     print(f"demo written to {args.out.resolve()}: open {summary['scene']} in 3D Slicer, index.html in a browser")
     return 0
 
+
+# Feature modules that add subcommands: each defines ``COMMANDS: list[Command]`` and imports nothing
+# heavy at module level, so ``vfmlab --help`` stays fast.
+FEATURE_COMMAND_MODULES: list[str] = []
 
 COMMANDS: list[Command] = [
     Command("info", "print a volume's geometry (shape IJK, spacing, origin, direction, IJK→RAS, dtype, range) as JSON",
@@ -74,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"vfmlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
+    commands = list(COMMANDS)
+    for module_name in FEATURE_COMMAND_MODULES:
+        commands += importlib.import_module(module_name).COMMANDS
+    for command in commands:
         sub = subparsers.add_parser(command.name, help=command.summary, description=command.summary)
         command.configure(sub)
         sub.set_defaults(run=command.run)
