@@ -52,6 +52,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("tqdm>=4.60", "tqdm"),
     Package("pillow>=10", "PIL"),
     Package("matplotlib>=3.7", "matplotlib"),
+    Package("scipy>=1.10", "scipy"),
 )
 # Packages that must not be replaced by pip while installing the others: Slicer's own SimpleITK,
 # and the torch build the PyTorch extension chose.

@@ -1,0 +1,120 @@
+"""Interactive SAM-family segmentation on MRML nodes, with undo (no Qt: tested headless on real MRML).
+
+The widget hands in the volume node, the markups the user placed (positive points, negative points,
+an ROI box) and the slice view's axis; results go into a segmentation node as a new segment, or
+into the selected segment when the user chose replace / add / subtract. Every write first records
+what it changes, so :meth:`SegmentSession.undo` puts the segmentation back exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class UndoStep:
+    """What one write changed: a created segment, or a segment's mask before the write."""
+
+    segmentation_node: object
+    segment_id: str
+    created: bool
+    previous_mask: np.ndarray | None = None
+    description: str = ""
+
+
+@dataclass
+class SegmentResult:
+    segment_id: str
+    slices: tuple[int, int]  # first and last slice index with a mask, along the axis used
+    predicted_iou: float | None = None
+    stop_reasons: dict[str, str] = field(default_factory=dict)
+
+
+class SegmentSession:
+    """One model and one volume; embeddings stay cached between prompts.
+
+    ``segmenter_factory(name, device)`` builds a :class:`vfmlab.segment.PromptSegmenter`; tests and
+    the widget inject it (the widget through a background-safe cache of built models).
+    """
+
+    def __init__(self, volume_node, model_name: str = "litemedsam", device: str | None = None,
+                 segmenter_factory=None, max_undo: int = 20):
+        from vfmlab import mrml
+        from vfmlab.segment.registry import build_segmenter
+        from vfmlab.segment.volume_segmenter import VolumeSegmenter
+
+        factory = segmenter_factory or (lambda name, dev: build_segmenter(name, device=dev))
+        self.volume_node = volume_node
+        self.volume = mrml.volume_from_node(volume_node)
+        self.segmenter = VolumeSegmenter(factory(model_name, device), self.volume)
+        self.model_name = model_name
+        self.max_undo = max_undo
+        self._undo: list[UndoStep] = []
+
+    # -- prompts -------------------------------------------------------------------------------
+    def prompt_from_markups(self, axis: str, positive_node=None, negative_node=None, roi_node=None,
+                            slice_index: int | None = None):
+        from vfmlab.mrml.markups import control_points_world, roi_corners_world, slice_prompt
+
+        return slice_prompt(
+            self.volume, axis,
+            control_points_world(positive_node) if positive_node is not None else None,
+            control_points_world(negative_node) if negative_node is not None else None,
+            roi_corners_world(roi_node) if roi_node is not None else None,
+            slice_index,
+        )
+
+    # -- segmentation ----------------------------------------------------------------------------
+    def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
+                segment_id: str | None = None, propagate: bool = False, propagation_config=None,
+                on_slice=None, should_stop=lambda: False) -> SegmentResult:
+        """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices) into the segmentation."""
+        from vfmlab.segment.propagate import PropagationConfig
+        from vfmlab.segment.propagate import propagate as propagate_masks
+        from vfmlab.segment.segmenter import Prompt
+
+        prompt = Prompt(slice_prompt.box, slice_prompt.points, slice_prompt.point_labels)
+        axis, index = slice_prompt.axis, slice_prompt.index
+        if propagate:
+            result = propagate_masks(self.segmenter, axis, index, prompt, propagation_config or PropagationConfig(),
+                                     on_slice=on_slice, should_stop=should_stop)
+            masks, iou, stops = result.masks, None, result.stop_reasons
+        else:
+            prediction = self.segmenter.segment_slice(axis, index, prompt)
+            masks, iou, stops = {index: prediction.mask}, prediction.iou, {}
+        volume_mask = self.segmenter.to_volume_mask(axis, masks)
+        new_id = self.write(segmentation_node, volume_mask, name, mode, segment_id)
+        return SegmentResult(new_id, (min(masks), max(masks)), iou, stops)
+
+    def write(self, segmentation_node, mask: np.ndarray, name: str, mode: str = "new",
+              segment_id: str | None = None) -> str:
+        """Write a ``(K, J, I)`` mask with :func:`vfmlab.mrml.add_segment`, remembering how to undo it."""
+        from vfmlab import mrml
+
+        previous = None
+        if mode != "new" and segment_id is not None and segmentation_node.GetSegmentation().GetSegment(segment_id):
+            previous = mrml.segment_mask(segmentation_node, segment_id, self.volume_node)
+        written = mrml.add_segment(segmentation_node, mask, self.volume_node, name, mode=mode, segment_id=segment_id)
+        self._undo.append(UndoStep(segmentation_node, written, mode == "new", previous, f"{mode} {name}"))
+        del self._undo[: -self.max_undo]
+        return written
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def undo(self) -> str:
+        """Revert the last write; returns its description."""
+        from vfmlab import mrml
+
+        if not self._undo:
+            return ""
+        step = self._undo.pop()
+        segmentation = step.segmentation_node.GetSegmentation()
+        if step.created:
+            segmentation.RemoveSegment(step.segment_id)
+        elif segmentation.GetSegment(step.segment_id) is not None:
+            mrml.add_segment(step.segmentation_node, step.previous_mask, self.volume_node, "",
+                             mode="replace", segment_id=step.segment_id)
+        return step.description

@@ -1,0 +1,1 @@
+"""Prompted segmentation (SAM, HQ-SAM, LiteMedSAM, HQ-LiteMedSAM), propagation and fine-tuning."""

