@@ -58,7 +58,13 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # Feature modules that add subcommands: each defines ``COMMANDS: list[Command]`` and imports nothing
 # heavy at module level, so ``vfmlab --help`` stays fast.
-FEATURE_COMMAND_MODULES: list[str] = []
+FEATURE_COMMAND_MODULES: list[str] = [
+    "vfmlab.btvae.commands",
+    "vfmlab.dvr.commands",
+    "vfmlab.render.commands",
+    "vfmlab.probes.commands",
+    "vfmlab.segment.commands",
+]
 
 COMMANDS: list[Command] = [
     Command("info", "print a volume's geometry (shape IJK, spacing, origin, direction, IJK→RAS, dtype, range) as JSON",

@@ -14,7 +14,14 @@ import slicer
 import vtk
 
 from ..errors import InputError
-from .volumes import array_from_image_data, image_data_from_array, node_ijk_to_world, numpy_to_matrix
+from .volumes import (
+    array_from_image_data,
+    attached_storage_node,
+    image_data_from_array,
+    node_ijk_to_world,
+    numpy_to_matrix,
+    write_with_storage_node,
+)
 
 
 class SegmentMode(str, Enum):
@@ -64,8 +71,7 @@ def _export_labels(segmentation_node, segment_ids: list[str], reference_node) ->
         ids = vtk.vtkStringArray()
         for segment_id in segment_ids:
             ids.InsertNextValue(segment_id)
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        logic.SetMRMLScene(scene)
+        logic = slicer.vtkSlicerSegmentationsModuleLogic  # static methods: no scene observers to set up
         if not logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, reference_node):
             raise InputError(f"could not export segments of '{segmentation_node.GetName()}' to a label map")
         return array_from_image_data(labelmap.GetImageData())
@@ -128,9 +134,7 @@ def add_segmentation_from_labels(
         scene.AddNode(segmentation)
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        logic.SetMRMLScene(scene)
-        if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
             scene.RemoveNode(segmentation)
             raise InputError("Slicer could not import the label array into a segmentation")
         # The colour table quantises to 8 bits per channel; set the exact colours asked for.
@@ -229,16 +233,6 @@ def load_segmentation_node(scene, path: str | Path, name: str | None = None):
 
 
 def save_segmentation_node(segmentation_node, path: str | Path) -> Path:
-    """Write ``.seg.nrrd`` with a storage node that stays attached (so a saved scene refers to the file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage = segmentation_node.GetStorageNode()
-    if storage is None:
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        segmentation_node.GetScene().AddNode(storage)
-        segmentation_node.SetAndObserveStorageNodeID(storage.GetID())
-    storage.SetFileName(str(path))
-    storage.SetUseCompression(1)
-    if not storage.WriteData(segmentation_node):
-        raise InputError(f"could not write segmentation '{segmentation_node.GetName()}'", path)
-    return path
+    """Write ``.seg.nrrd`` atomically with a storage node that stays attached (a saved scene refers to it)."""
+    storage = attached_storage_node(segmentation_node, "vtkMRMLSegmentationStorageNode")
+    return write_with_storage_node(segmentation_node, storage, path)

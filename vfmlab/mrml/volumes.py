@@ -1,6 +1,7 @@
 """Volume nodes ⇄ :class:`vfmlab.volume.Volume`, geometry exact (the node's IJK→RAS matrix is kept)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -126,17 +127,39 @@ def load_volume_node(scene, path: str | Path, name: str | None = None, labelmap:
     return node
 
 
-def save_volume_node(node, path: str | Path) -> Path:
-    """Write a volume node with a storage node that stays attached, so a saved scene refers to the file."""
+def write_with_storage_node(node, storage, path: str | Path) -> Path:
+    """Write ``node`` through ``storage`` to ``path`` atomically; the storage node then points at ``path``.
+
+    The data goes to a temporary name with the same extension first (the writer is chosen by it),
+    so an existing file is replaced only by a complete one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name
+    extension = name[name.index("."):] if "." in name else ""
+    temp = path.with_name(f".{name}.partial{extension}")
+    storage.SetFileName(str(temp))
+    storage.SetUseCompression(1)
+    try:
+        if not storage.WriteData(node):
+            raise InputError(f"could not write '{node.GetName()}'", path)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+        storage.SetFileName(str(path))
+    return path
+
+
+def attached_storage_node(node, storage_class: str | None = None):
+    """The node's storage node, created (of ``storage_class`` or the node's default) when it has none."""
     storage = node.GetStorageNode()
     if storage is None:
-        storage = node.CreateDefaultStorageNode()
+        storage = getattr(slicer, storage_class)() if storage_class else node.CreateDefaultStorageNode()
         node.GetScene().AddNode(storage)
         node.SetAndObserveStorageNodeID(storage.GetID())
-    storage.SetFileName(str(path))
-    storage.SetUseCompression(1)
-    if not storage.WriteData(node):
-        raise InputError(f"could not write volume node '{node.GetName()}'", path)
-    return path
+    return storage
+
+
+def save_volume_node(node, path: str | Path) -> Path:
+    """Write a volume node with a storage node that stays attached, so a saved scene refers to the file."""
+    return write_with_storage_node(node, attached_storage_node(node), path)

@@ -75,6 +75,14 @@ SEGMENTERS: dict[str, Callable[..., PromptSegmenter]] = {
 
 def build_segmenter(name: str, local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
     """A ready segmenter; ``local_file`` overrides the registry's weights (e.g. a fine-tuned model)."""
-    if name not in SEGMENTERS:
-        raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join(SEGMENTERS)}")
-    return SEGMENTERS[name](local_file=local_file, device=device)
+    if name in SEGMENTERS:
+        return SEGMENTERS[name](local_file=local_file, device=device)
+    from ..weights import list_models, resolve
+
+    user = next((e for e in list_models() if e.is_user and e.name == name and e.architecture in SEGMENTERS), None)
+    if user is None:
+        users = [e.name for e in list_models() if e.is_user and e.architecture in SEGMENTERS]
+        raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join([*SEGMENTERS, *users])}")
+    segmenter = SEGMENTERS[user.architecture](local_file=local_file or resolve(name), device=device)
+    segmenter.name = name
+    return segmenter

@@ -27,7 +27,7 @@ class VolumeSegmenter:
         self.volume = volume
         self.window = window or IntensityWindow.for_modality(volume.array)
         self.cache = cache if cache is not None else EmbeddingCache()
-        self._fingerprint = volume_fingerprint(volume.array)
+        self.fingerprint = volume_fingerprint(volume.array)
         self._stacks: dict[str, SliceStack] = {}
 
     def stack(self, axis: str) -> SliceStack:
@@ -43,7 +43,7 @@ class VolumeSegmenter:
         return self.window.apply(stack.view(self.volume.array)[index])
 
     def _key(self, axis: str, index: int) -> EmbeddingKey:
-        return EmbeddingKey(self._fingerprint, axis, int(index), self.segmenter.name)
+        return EmbeddingKey(self.fingerprint, axis, int(index), self.segmenter.name)
 
     def is_encoded(self, axis: str, index: int) -> bool:
         return self._key(axis, index) in self.cache

@@ -1,0 +1,93 @@
+"""`vfmlab segment`, `segment-eval` and fine-tuning (CLI, background job with cancel and resume)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import slicerio
+
+from vfmlab.cli import main
+from vfmlab.io import read_labels, read_volume
+from vfmlab.jobs import Job
+
+SPLEEN = 1
+
+
+@pytest.fixture(scope="module")
+def sample(shared_data):
+    ct_path = shared_data / "totalseg" / "example_ct.nii.gz"
+    labels_path = shared_data / "totalseg" / "example_seg_fast_force_split.nii.gz"
+    ct = read_volume(ct_path)
+    return ct_path, labels_path, ct, read_labels(labels_path, ct)
+
+
+def test_segment_then_eval_through_the_cli(tmp_path, sample, capsys):
+    ct_path, labels_path, ct, labels = sample
+    k = 97  # an axial slice through the spleen; on this volume axial slices are K, in-plane axes I and J
+    j, i = np.nonzero(labels[k] == SPLEEN)
+    box = f"{i.min()},{j.min()},{i.max()},{j.max()}"
+    out = tmp_path / "spleen.seg.nrrd"
+    assert main(["segment", str(ct_path), "--slice", str(k), "--box", box, "--name", "spleen", "--out", str(out)]) == 0
+    assert main(["segment", str(ct_path), "--slice", str(k), "--points", f"{int(i.mean())},{int(j.mean())},1",
+                 "--name", "spleen", "--out", str(out)]) == 0
+    names = [s["name"] for s in slicerio.read_segmentation(str(out))["segments"]]
+    assert names == ["spleen", "spleen (2)"], "the second run must add a segment, not overwrite the first"
+
+    table = tmp_path / "metrics.csv"
+    capsys.readouterr()
+    assert main(["segment-eval", str(out), str(labels_path), "--labels", f"spleen={SPLEEN}", "--out", str(table)]) == 0
+    printed = capsys.readouterr().out
+    row = next(csv.DictReader(table.open()))
+    reference_on_slice = (labels[k] == SPLEEN).sum()
+    # one slice segmented: recall is bounded by that slice's share of the spleen, precision must be high
+    assert float(row["precision"]) > 0.85
+    assert float(row["recall"]) == pytest.approx(float(row["predicted_voxels"]) * float(row["precision"])
+                                                 / (labels == SPLEEN).sum(), rel=1e-6)
+    assert int(row["predicted_voxels"]) == pytest.approx(reference_on_slice, rel=0.2)
+    assert "dice" in printed and "spleen" in printed
+    assert main(["segment-eval", str(out), str(labels_path), "--labels", "liver=5"]) == 2  # no such segment
+
+
+def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatch):
+    """Runs as the Slicer panel runs it: a background job; cancelled after its first epoch, then resumed."""
+    monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
+    ct_path, labels_path, _, _ = sample
+    run_dir = tmp_path / "run"
+    config = {"segments": {"kidney_right": 2, "pancreas": 7}, "max_slices_per_segment": 6, "epochs": 40,
+              "learning_rate": 1e-3, "device": "cpu"}
+    params = {"volume": str(ct_path), "labels": str(labels_path), "run_dir": str(run_dir), "config": config}
+    env = {"VFMLAB_WEIGHTS_DIR": str(tmp_path / "weights"), "OMP_NUM_THREADS": "2"}
+    job = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.finetune", env=env)
+    epochs_seen = []
+    while job.state == "running" and not epochs_seen:
+        epochs_seen += [e for e in job.poll() if e.kind == "metric" and e.data["name"] == "mean_val_dice"]
+        job.wait(0.5)
+    assert epochs_seen, f"no epoch finished: {job.reason}"
+    job.cancel()
+    assert job.wait(30) == "cancelled"
+    done = json.loads((run_dir / "history.json").read_text())
+    assert (run_dir / "last.pt").is_file() and (run_dir / "embeddings.pt").is_file()
+
+    config["epochs"] = len(done) + 3
+    params["register_as"] = "kidney_pancreas_hq"
+    resumed = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.finetune",
+                        env=env, resume=True)
+    assert resumed.wait(600) == "finished", resumed.reason
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, len(done) + 4))
+    assert history[: len(done)] == done, "resuming must continue the run, not restart it"
+    summary = resumed.result
+    baseline = np.mean(list(summary["baseline_dice"].values()))
+    print(f"fine-tuning HQ-LiteMedSAM: held-out Dice {summary['baseline_dice']} un-tuned -> "
+          f"best {summary['best_mean_val_dice']:.3f} (un-tuned mean {baseline:.3f})")
+    assert summary["improved"] and summary["best_mean_val_dice"] > baseline
+    messages = [e.data["message"] for e in resumed.events if e.kind == "progress"]
+    assert any(m.startswith("cached features") for m in messages)
+    assert not any(m.startswith("encoding") for m in messages), "the resumed run encoded slices again"
+
+    from vfmlab.segment.registry import build_segmenter
+
+    tuned = build_segmenter("kidney_pancreas_hq", device="cpu")
+    assert tuned.name == "kidney_pancreas_hq" and tuned.hq

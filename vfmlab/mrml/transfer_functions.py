@@ -1,0 +1,166 @@
+"""DeepDVR results into Slicer: learned transfer functions on volume rendering display nodes, ``.vp``
+files, re-renders through Slicer's own volume rendering, and rendered views as RGB image nodes.
+
+A :class:`vfmlab.dvr.transfer_functions.PiecewiseTF` is applied through
+:func:`vfmlab.mrml.volume_rendering.apply_transfer_function` (colour and scalar opacity points, the
+scalar opacity unit distance, linear interpolation, no shading), so Slicer's ray casters composite
+what the DeepDVR marcher composited (see :mod:`vfmlab.dvr.marcher`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import slicer
+import vtk
+
+from ..cameras import CameraRecord
+from ..dvr.transfer_functions import PiecewiseTF
+from ..errors import InputError
+from ..volume import Volume
+from . import volume_rendering as vr
+
+
+def volume_property(tf: PiecewiseTF) -> vtk.vtkVolumeProperty:
+    """A new ``vtkVolumeProperty`` holding ``tf`` (no shading, linear interpolation)."""
+    prop = vtk.vtkVolumeProperty()
+    vr.apply_transfer_function(prop, tf.to_dict())
+    return prop
+
+
+def tf_from_volume_property(prop: vtk.vtkVolumeProperty) -> PiecewiseTF:
+    """The colour and scalar opacity points of a ``vtkVolumeProperty`` (midpoints/sharpness ignored)."""
+    def points(function, width: int, keep: int) -> np.ndarray:
+        values = []
+        for index in range(function.GetSize()):
+            node = [0.0] * width
+            function.GetNodeValue(index, node)
+            values.append(node[:keep])
+        return np.array(values)
+
+    return PiecewiseTF(points(prop.GetRGBTransferFunction(), 6, 4), points(prop.GetScalarOpacity(), 4, 2),
+                       prop.GetScalarOpacityUnitDistance())
+
+
+def add_volume_property_node(scene, tf: PiecewiseTF, name: str = "DeepDVR learned TF"):
+    """A new ``vtkMRMLVolumePropertyNode`` in ``scene`` holding ``tf``."""
+    node = slicer.vtkMRMLVolumePropertyNode()
+    node.SetName(scene.GenerateUniqueName(name))
+    scene.AddNode(node)
+    vr.apply_transfer_function(node.GetVolumeProperty(), tf.to_dict())
+    node.CalculateEffectiveRange()
+    return node
+
+
+def save_volume_property_node(node, path: str | Path) -> Path:
+    """Write a Slicer ``.vp`` file through ``vtkMRMLVolumePropertyStorageNode`` (kept attached to the node)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = node.GetStorageNode()
+    if storage is None:
+        storage = slicer.vtkMRMLVolumePropertyStorageNode()
+        node.GetScene().AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise InputError(f"could not write volume property '{node.GetName()}'", path)
+    return path
+
+
+def load_volume_property_node(scene, path: str | Path):
+    """Read a ``.vp`` file into a new volume property node."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("does not exist", path)
+    node = slicer.vtkMRMLVolumePropertyNode()
+    node.SetName(scene.GenerateUniqueName(path.stem))
+    storage = slicer.vtkMRMLVolumePropertyStorageNode()
+    scene.AddNode(storage)
+    scene.AddNode(node)
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise InputError("is not a readable Slicer volume property (.vp) file", path)
+    return node
+
+
+def write_vp_file(tf: PiecewiseTF, path: str | Path) -> Path:
+    """``tf`` as a Slicer ``.vp`` file, written by Slicer's own storage node in a scratch scene."""
+    scene = slicer.vtkMRMLScene()
+    try:
+        return save_volume_property_node(add_volume_property_node(scene, tf), path)
+    finally:
+        scene.Clear(1)
+
+
+def apply_to_volume_rendering(volume_node, tf: PiecewiseTF, method: str = "cpu", name: str = "DeepDVR learned TF"):
+    """Show ``volume_node`` with ``tf`` in Slicer's volume rendering; returns the display node.
+
+    A volume rendering display node the volume already has is reused (its volume property gets
+    ``tf``, its ray casting method is kept); otherwise one of ``method`` ("cpu"/"gpu") is created
+    through Slicer's volume rendering logic.
+    """
+    scene = volume_node.GetScene()
+    if scene is None:
+        raise InputError(f"volume node '{volume_node.GetName()}' is not in a scene")
+    display = next((volume_node.GetNthDisplayNode(i) for i in range(volume_node.GetNumberOfDisplayNodes())
+                    if volume_node.GetNthDisplayNode(i) is not None
+                    and volume_node.GetNthDisplayNode(i).IsA("vtkMRMLVolumeRenderingDisplayNode")), None)
+    if display is not None:
+        method = "gpu" if display.IsA("vtkMRMLGPURayCastVolumeRenderingDisplayNode") else "cpu"
+    logic = vr.volume_rendering_logic(scene)
+    try:
+        display = vr.show_volume(logic, volume_node, method, transfer_function=tf.to_dict())
+    finally:
+        logic.SetMRMLScene(None)
+    display.GetVolumePropertyNode().SetName(scene.GenerateUniqueName(name))
+    return display
+
+
+def render_views(volume: Volume, tf: PiecewiseTF, views: Sequence[CameraRecord], background=(0.0, 0.0, 0.0),
+                 method: str = "cpu") -> list[np.ndarray]:
+    """Render ``views`` of ``volume`` with ``tf`` through Slicer's volume rendering (headless view,
+    ``method`` ray casting, the display node's own sample distance); ``(H, W, 3)`` floats in [0, 1]."""
+    from .scene import new_scene
+    from .volumes import add_volume_node
+
+    scene = new_scene()
+    try:
+        node = add_volume_node(scene, volume, name="DeepDVR re-render")
+        apply_to_volume_rendering(node, tf, method)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, view in enumerate(views):
+            by_size.setdefault((view.width, view.height), []).append(index)
+        rendered: dict[int, np.ndarray] = {}
+        for (width, height), indices in by_size.items():
+            with vr.HeadlessThreeDView(scene, width, height, background) as view3d:
+                for index in indices:
+                    rendered[index] = view3d.render(views[index]).astype(np.float32) / 255.0
+        return [rendered[i] for i in range(len(views))]
+    finally:
+        scene.Clear(1)
+
+
+def add_rgb_image_node(scene, rgb: np.ndarray, name: str):
+    """A 2D RGB ``vtkMRMLVectorVolumeNode`` (one slice) holding ``(H, W, 3)`` floats in [0, 1], top row first.
+
+    J runs towards inferior, so in Slicer's coronal view the image's top row is at the top.
+    """
+    from vtk.util import numpy_support
+
+    rgb8 = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+    height, width = rgb8.shape[:2]
+    image = vtk.vtkImageData()
+    image.SetDimensions(width, height, 1)
+    scalars = numpy_support.numpy_to_vtk(rgb8.reshape(-1, 3), deep=True)
+    image.GetPointData().SetScalars(scalars)
+    node = slicer.vtkMRMLVectorVolumeNode()
+    node.SetName(scene.GenerateUniqueName(name))
+    scene.AddNode(node)
+    node.SetIJKToRASDirections(1, 0, 0, 0, 0, -1, 0, 1, 0)  # I right, J inferior, K anterior
+    node.SetAndObserveImageData(image)
+    node.CreateDefaultDisplayNodes()
+    return node

@@ -1,0 +1,237 @@
+"""``vfmlab segment``, ``segment-eval`` and ``segment-finetune``."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..cli import Command
+from ..errors import InputError
+
+
+def _numbers(text: str, count: int | None = None) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"'{text}' is not a comma-separated list of numbers") from None
+    if count is not None and len(values) != count:
+        raise InputError(f"'{text}' needs {count} numbers")
+    return values
+
+
+def prompt_specs(args: argparse.Namespace) -> list[dict]:
+    """Prompts from ``--prompts FILE`` (a dict or a list of dicts) or from ``--box``/``--points``/``--slice``."""
+    if args.prompts:
+        data = json.loads(Path(args.prompts).read_text())
+        return data if isinstance(data, list) else [data]
+    if args.slice is None or (args.box is None and args.points is None):
+        raise InputError("give --slice with --box and/or --points, or a --prompts file")
+    spec: dict = {"axis": args.axis, "slice": args.slice, "name": args.name}
+    if args.box:
+        spec["box"] = _numbers(args.box, 4)
+    if args.points:
+        triples = [_numbers(p, 3) for p in args.points.split(";") if p.strip()]
+        spec["points"] = [t[:2] for t in triples]
+        spec["labels"] = [int(t[2]) for t in triples]
+    return [spec]
+
+
+def slice_prompt_from_spec(volume, spec: dict):
+    """A prompt spec in voxel indices (``frame: ijk``, the default) or RAS mm (``frame: ras``) → SlicePrompt.
+
+    In voxel indices, ``slice`` is the index along the volume axis normal to the view, and the box
+    ``(a0, b0, a1, b1)`` and points ``(a, b)`` use the two in-plane axes in I, J, K order (axial: i, j).
+    """
+    from ..mrml.markups import SlicePrompt, slice_prompt
+    from ..slices import SliceStack
+
+    axis = spec.get("axis", "axial")
+    if spec.get("frame", "ijk") == "ras":
+        points = np.asarray(spec.get("points", []), float).reshape(-1, 3)
+        labels = np.asarray(spec.get("labels", [1] * len(points)))
+        return slice_prompt(volume, axis, points[labels == 1], points[labels == 0],
+                            np.asarray(spec["box"], float).reshape(2, 3) if "box" in spec else None)
+    stack = SliceStack.of(volume, axis)
+    normal_kji = stack.array_axes[0]
+    in_plane = sorted((a for a in range(3) if a != normal_kji), reverse=True)  # KJI axes, in I, J, K order
+
+    def to_slice(pairs: np.ndarray) -> np.ndarray:
+        kji = np.zeros((len(pairs), 3), int)
+        kji[:, normal_kji] = int(spec["slice"])
+        kji[:, in_plane[0]], kji[:, in_plane[1]] = pairs[:, 0], pairs[:, 1]
+        if (kji < 0).any() or (kji >= np.array(volume.array.shape)).any():
+            raise InputError(f"prompt {pairs.tolist()} on {axis} slice {spec['slice']} lies outside the volume")
+        return stack.voxel_to_slice(kji)
+
+    box = None
+    if "box" in spec:
+        corners = to_slice(np.rint(np.asarray(spec["box"], float)).astype(int).reshape(2, 2))
+        box = (float(corners[:, 2].min()), float(corners[:, 1].min()), float(corners[:, 2].max()), float(corners[:, 1].max()))
+    points = np.asarray(spec.get("points", []), float).reshape(-1, 2)
+    located = to_slice(np.rint(points).astype(int)) if len(points) else np.zeros((0, 3), int)
+    index = int(to_slice(np.zeros((1, 2), int))[0, 0])
+    return SlicePrompt(axis, index, box, located[:, [2, 1]].astype(float),
+                       np.asarray(spec.get("labels", [1] * len(points)), int))
+
+
+def _configure_segment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("volume", type=Path)
+    parser.add_argument("--model", default="litemedsam", help="litemedsam (default), hq_litemedsam, sam_vit_b, "
+                        "hq_sam_vit_b, hq_sam_vit_tiny")
+    parser.add_argument("--weights", type=Path, help="use this checkpoint (e.g. a fine-tuned best.pt)")
+    parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--slice", type=int, help="voxel index of the slice along the axis normal to the view")
+    parser.add_argument("--box", help="'a0,b0,a1,b1': voxel indices of the in-plane axes in IJK order (axial: i,j)")
+    parser.add_argument("--points", help="'a,b,label;...' with label 1 inside, 0 outside")
+    parser.add_argument("--prompts", type=Path, help="JSON prompt(s): {axis, slice, box, points, labels, name, frame}")
+    parser.add_argument("--propagate", action="store_true", help="carry the mask through neighbouring slices")
+    parser.add_argument("--range", type=int, help="at most this many slices each way when propagating")
+    parser.add_argument("--name", default="segment", help="segment name (a taken name gets a numbered suffix)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--out", type=Path, required=True, help="SEG.seg.nrrd; an existing file gains new segments")
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .. import mrml
+    from .propagate import PropagationConfig, propagate
+    from .registry import build_segmenter
+    from .segmenter import Prompt
+    from .volume_segmenter import VolumeSegmenter
+
+    specs = prompt_specs(args)
+    scene = mrml.new_scene()
+    volume_node = mrml.load_volume_node(scene, args.volume)
+    volume = mrml.volume_from_node(volume_node)
+    prompts = [(spec, slice_prompt_from_spec(volume, spec)) for spec in specs]
+    segmentation = (mrml.load_segmentation_node(scene, args.out) if args.out.exists()
+                    else scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
+    engine = VolumeSegmenter(build_segmenter(args.model, args.weights, args.device), volume)
+    summary = []
+    for spec, located in prompts:
+        prompt = Prompt(located.box, located.points, located.point_labels)
+        if args.propagate:
+            with tqdm(desc=f"propagating {spec.get('name', args.name)}", unit="slice", file=sys.stderr) as bar:
+                result = propagate(engine, located.axis, located.index, prompt, PropagationConfig(max_slices=args.range),
+                                   on_slice=lambda record: bar.update(1))
+            masks, stops = result.masks, result.stop_reasons
+        else:
+            masks, stops = {located.index: engine.segment_slice(located.axis, located.index, prompt).mask}, {}
+        name = spec.get("name") or args.name
+        segment_id = mrml.add_segment(segmentation, engine.to_volume_mask(located.axis, masks), volume_node, name)
+        summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": [min(masks), max(masks)],
+                        "stopped": stops})
+    mrml.save_segmentation_node(segmentation, args.out)
+    print(json.dumps({"output": str(args.out), "segments": summary}, indent=1))
+    return 0
+
+
+def _parse_label_map(text: str) -> dict[str, int]:
+    pairs = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if not value.strip().lstrip("-").isdigit():
+            raise InputError(f"--labels item '{item}' is not NAME=VALUE")
+        pairs[name.strip()] = int(value)
+    return pairs
+
+
+def _configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("segmentation", type=Path, help="SEG.seg.nrrd to evaluate")
+    parser.add_argument("reference", type=Path, help="reference label map file (the grid metrics are computed on)")
+    parser.add_argument("--labels", required=True, help="'segment name=reference label value,...' e.g. liver=5,spleen=1")
+    parser.add_argument("--out", type=Path, help="write the table as .csv or .json")
+
+
+def evaluate_segmentation(segmentation_path: Path, reference_path: Path, labels: dict[str, int]) -> list[dict]:
+    """Metrics per named segment of a ``.seg.nrrd`` against values of a reference label map."""
+    from .. import mrml
+    from ..metrics import metrics_table
+
+    scene = mrml.new_scene()
+    reference_node = mrml.load_volume_node(scene, reference_path, labelmap=True)
+    reference = mrml.volume_from_node(reference_node)
+    segmentation = mrml.load_segmentation_node(scene, segmentation_path)
+    ids = {name: sid for sid, name in mrml.segment_names(segmentation).items()}
+    unknown = [name for name in labels if name not in ids]
+    if unknown:
+        raise InputError(f"no segment named {unknown}; segments are {sorted(ids)}", segmentation_path)
+    predictions = {name: mrml.segment_mask(segmentation, ids[name], reference_node) for name in labels}
+    references = {name: reference.array == value for name, value in labels.items()}
+    return metrics_table(predictions, references, spacing=reference.spacing[::-1])
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    rows = evaluate_segmentation(args.segmentation, args.reference, _parse_label_map(args.labels))
+    columns = list(rows[0])
+    print("  ".join(f"{c:>12}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{v:>12.4f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        temp = args.out.with_name(f".{args.out.name}.tmp")
+        if args.out.suffix == ".json":
+            temp.write_text(json.dumps(rows, indent=1))
+        else:
+            with temp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, columns)
+                writer.writeheader()
+                writer.writerows(rows)
+        os.replace(temp, args.out)
+    return 0
+
+
+def _configure_finetune(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("volume", type=Path)
+    parser.add_argument("labels", type=Path, help="label map on the volume's grid")
+    parser.add_argument("--segments", required=True, help="'name=label value,...' to train on, e.g. kidney_right=2,pancreas=7")
+    parser.add_argument("--model", default="hq_litemedsam", help="hq_litemedsam (default), hq_sam_vit_b, hq_sam_vit_tiny")
+    parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--train-decoder", action="store_true", help="train the whole mask decoder, not only the HQ parts")
+    parser.add_argument("--max-slices", type=int, help="at most this many slices per segment (evenly spaced)")
+    parser.add_argument("--register", metavar="NAME", help="register the best checkpoint as user model NAME")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    parser.add_argument("--device")
+    parser.add_argument("--out", type=Path, required=True, help="RUN_DIR: best.pt, last.pt, history.json, summary.json")
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..io import read_labels, read_volume
+    from ..weights import register_user_model
+    from .finetune import FinetuneConfig, finetune
+
+    volume = read_volume(args.volume)
+    labels = read_labels(args.labels, volume)
+    config = FinetuneConfig(model=args.model, segments=_parse_label_map(args.segments), axis=args.axis, epochs=args.epochs,
+                            learning_rate=args.lr, train_decoder=args.train_decoder,
+                            max_slices_per_segment=args.max_slices, device=args.device)
+    with tqdm(total=100, unit="%", file=sys.stderr) as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description(message)
+            bar.update(round(100 * fraction) - bar.n)
+
+        summary = finetune(volume, labels, config, args.out, resume=args.resume, on_progress=progress)
+    if args.register:
+        summary["registered_model"] = register_user_model(args.register, summary["best_checkpoint"], config.model).name
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+COMMANDS = [
+    Command("segment", "prompted SAM-family segmentation of a volume (box/points on a slice, optional propagation) "
+            "into a .seg.nrrd", _configure_segment, _run_segment),
+    Command("segment-eval", "Dice, IoU, precision, recall and HD95 of segments against a reference label map",
+            _configure_eval, _run_eval),
+    Command("segment-finetune", "fine-tune HQ-LiteMedSAM / HQ-SAM on your own segments (encoder frozen), "
+            "validated against the un-tuned model", _configure_finetune, _run_finetune),
+]

@@ -1,0 +1,252 @@
+"""Fine-tune a SAM-family decoder on the user's own segments, image encoder frozen and its features cached.
+
+As in the HQ-SAM medical fine-tuning this follows, only the HQ parts (HQ token, its MLP, the fusion
+layers) are trained by default, optionally the whole mask decoder too. Slices of the given segments
+are split into training and held-out slices with a fixed seed; each training step prompts with the
+reference mask's box, jittered, or with points sampled inside and outside. Validation Dice per
+segment is reported next to the un-tuned model's on the same held-out slices, and the checkpoint
+with the best mean validation Dice is kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..jobs import register_task
+from ..volume import Volume
+from .propagate import box_of
+from .segmenter import ImageEmbedding, Prompt, PromptSegmenter
+from .volume_segmenter import VolumeSegmenter
+
+
+@dataclass
+class FinetuneConfig:
+    model: str = "hq_litemedsam"
+    segments: dict[str, int] = field(default_factory=dict)  # segment name → label value
+    axis: str = "axial"
+    epochs: int = 10
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    train_decoder: bool = False  # also train the SAM part of the mask decoder
+    validation_fraction: float = 0.3
+    max_slices_per_segment: int | None = None  # subsample slices (evenly) to bound CPU time
+    box_jitter: float = 0.1  # fraction of the box size each side may move
+    point_prompt_probability: float = 0.25
+    seed: int = 0
+    device: str | None = None
+
+
+@dataclass
+class SliceSample:
+    segment: str
+    index: int
+    mask: np.ndarray  # (rows, cols) reference
+
+
+def split_slices(labels_view: np.ndarray, config: FinetuneConfig) -> tuple[list[SliceSample], list[SliceSample]]:
+    """Training and held-out slices of every segment (slices where it is present), seeded."""
+    rng = np.random.default_rng(config.seed)
+    train, held_out = [], []
+    for name, value in config.segments.items():
+        present = np.flatnonzero((labels_view == value).any(axis=(1, 2)))
+        if present.size < 2:
+            raise InputError(f"segment '{name}' (label {value}) is on {present.size} {config.axis} slice(s); "
+                             "fine-tuning needs at least 2 (one to train, one to validate)")
+        if config.max_slices_per_segment and present.size > config.max_slices_per_segment:
+            present = present[np.linspace(0, present.size - 1, config.max_slices_per_segment).round().astype(int)]
+        order = rng.permutation(present)
+        n_val = max(1, int(round(config.validation_fraction * len(order))))
+        for position, index in enumerate(order):
+            sample = SliceSample(name, int(index), labels_view[index] == value)
+            (held_out if position < n_val else train).append(sample)
+    return train, held_out
+
+
+def trainable_parameters(segmenter: PromptSegmenter, train_decoder: bool) -> list[torch.nn.Parameter]:
+    from .hq_litemedsam import HQ_PARAMETER_PREFIXES
+
+    chosen = []
+    for name, parameter in segmenter.model.named_parameters():
+        hq_part = name.startswith(HQ_PARAMETER_PREFIXES)
+        parameter.requires_grad = hq_part or (train_decoder and name.startswith("mask_decoder."))
+        if parameter.requires_grad:
+            chosen.append(parameter)
+    if not chosen:
+        raise InputError(f"model '{segmenter.name}' has no HQ parts to fine-tune; use hq_litemedsam or an HQ-SAM model, "
+                         "or train the whole decoder")
+    return chosen
+
+
+def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: FinetuneConfig) -> Prompt:
+    """A jittered box around the reference, or a few points inside and outside it."""
+    if rng.random() < config.point_prompt_probability:
+        inside = np.argwhere(mask)
+        outside = np.argwhere(~mask)
+        chosen = [inside[rng.integers(len(inside))] for _ in range(2)] + [outside[rng.integers(len(outside))]]
+        return Prompt(points=[[c, r] for r, c in chosen], point_labels=[1, 1, 0])
+    x0, y0, x1, y1 = box_of(mask)
+    width, height = x1 - x0 + 1, y1 - y0 + 1
+    shift = rng.uniform(-config.box_jitter, config.box_jitter, 4) * np.array([width, height, width, height])
+    rows, cols = mask.shape
+    box = np.clip(np.array([x0, y0, x1, y1]) + shift, 0, [cols - 1, rows - 1, cols - 1, rows - 1])
+    return Prompt(box=(min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])))
+
+
+def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSample]) -> dict[str, float]:
+    """Mean Dice per segment on held-out slices, prompted with the reference box."""
+    scores: dict[str, list[float]] = {}
+    for sample in samples:
+        prediction = segmenter.predict(embeddings[sample.index], Prompt(box=box_of(sample.mask)))
+        overlap = np.logical_and(prediction.mask, sample.mask).sum()
+        scores.setdefault(sample.segment, []).append(2 * overlap / (prediction.mask.sum() + sample.mask.sum()))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def cached_embeddings(engine: VolumeSegmenter, config: FinetuneConfig, indices: list[int], run_dir: Path,
+                      on_progress: Callable[[float, str], None] | None) -> dict[int, ImageEmbedding]:
+    """Frozen-encoder features of the needed slices, kept in ``run_dir`` so a resumed run skips encoding."""
+    path = run_dir / "embeddings.pt"
+    key = f"{engine.segmenter.name}:{config.axis}:{engine.fingerprint}"
+    stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+    if stored.get("key") != key:
+        stored = {"key": key, "slices": {}}
+    embeddings = {}
+    for count, index in enumerate(indices):
+        cached = index in stored["slices"]
+        if cached:
+            item = stored["slices"][index]
+            embeddings[index] = ImageEmbedding(item["features"].to(engine.segmenter.device),
+                                               [t.to(engine.segmenter.device) for t in item["early"]] or None,
+                                               tuple(item["original_size"]), tuple(item["input_size"]))
+        else:
+            embeddings[index] = embedding = engine.embedding(config.axis, index)
+            stored["slices"][index] = {"features": embedding.features.cpu(), "early": [t.cpu() for t in
+                                       embedding.early_features or []], "original_size": list(embedding.original_size),
+                                       "input_size": list(embedding.input_size)}
+        if on_progress:
+            verb = "cached features of" if cached else "encoding"
+            on_progress(0.2 * (count + 1) / len(indices), f"{verb} slice {count + 1}/{len(indices)} (encoder frozen)")
+    save_atomic(stored, path)
+    return embeddings
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    temp = path.with_name(f".{path.name}.partial")
+    torch.save(payload, temp)
+    os.replace(temp, path)
+
+
+def finetune(
+    volume: Volume,
+    labels: np.ndarray,
+    config: FinetuneConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+    segmenter: PromptSegmenter | None = None,
+) -> dict:
+    """Train, validate each epoch, keep ``best.pt`` (model state dict) and ``last.pt`` (for resuming).
+
+    Returns the summary also written to ``run_dir/summary.json``.
+    """
+    from monai.losses import DiceCELoss
+
+    from .registry import build_segmenter
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not config.segments:
+        raise InputError("name at least one segment to fine-tune on (name=label value)")
+    segmenter = segmenter or build_segmenter(config.model, device=config.device)
+    engine = VolumeSegmenter(segmenter, volume)
+    labels_view = engine.stack(config.axis).view(labels)
+    train, held_out = split_slices(labels_view, config)
+    embeddings = cached_embeddings(engine, config, sorted({s.index for s in train + held_out}), run_dir, on_progress)
+
+    parameters = trainable_parameters(segmenter, config.train_decoder)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_function = DiceCELoss(sigmoid=True)
+    history: list[dict] = []
+    start_epoch = 0
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        segmenter.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        history = json.loads((run_dir / "history.json").read_text())
+    baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
+    best = max((h["mean_val_dice"] for h in history), default=float(np.mean(list(baseline.values()))))
+    if not best_path.is_file():
+        save_atomic(segmenter.model.state_dict(), best_path)  # the un-tuned model, until an epoch beats it
+    rng = np.random.default_rng(config.seed + start_epoch)
+    for epoch in range(start_epoch, config.epochs):
+        began = time.time()
+        segmenter.model.train()
+        losses = []
+        for position in rng.permutation(len(train)):
+            sample = train[position]
+            embedding = embeddings[sample.index]
+            low_res, _ = segmenter.decode(embedding, training_prompt(sample.mask, rng, config), multimask=False)
+            logits = segmenter.upscale(low_res, embedding)
+            target = torch.as_tensor(sample.mask, dtype=torch.float32, device=logits.device)[None, None]
+            loss = loss_function(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        segmenter.model.eval()
+        val = validate(segmenter, embeddings, held_out)
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val,
+                  "mean_val_dice": float(np.mean(list(val.values()))), "baseline_dice": baseline,
+                  "seconds": time.time() - began}
+        history.append(record)
+        if record["mean_val_dice"] > best:
+            best = record["mean_val_dice"]
+            save_atomic(segmenter.model.state_dict(), best_path)
+        save_atomic({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
+                    last_path)
+        (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+        if on_epoch:
+            on_epoch(record)
+        if on_progress:
+            on_progress(0.2 + 0.8 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: "
+                        f"val Dice {record['mean_val_dice']:.3f} (un-tuned {np.mean(list(baseline.values())):.3f})")
+    summary = {"config": asdict(config), "train_slices": len(train), "held_out_slices": len(held_out),
+               "baseline_dice": baseline, "best_mean_val_dice": best,
+               "improved": best > float(np.mean(list(baseline.values()))) + 1e-6,
+               "epochs_run": len(history), "best_checkpoint": str(best_path)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+@register_task("segment-finetune")
+def finetune_task(params: dict, reporter) -> dict:
+    """Background job: ``params`` = {volume, labels (files), run_dir, config (FinetuneConfig fields), register_as}."""
+    from ..io import read_labels, read_volume
+    from ..weights import register_user_model
+
+    volume = read_volume(params["volume"])
+    labels = read_labels(params["labels"], volume)
+    config = FinetuneConfig(**params.get("config", {}))
+
+    def report_epoch(record: dict) -> None:
+        reporter.metric("train_loss", record["train_loss"], record["epoch"])
+        reporter.metric("mean_val_dice", record["mean_val_dice"], record["epoch"])
+
+    summary = finetune(volume, labels, config, params["run_dir"], resume=bool(params.get("resume")),
+                       on_epoch=report_epoch, on_progress=reporter.progress)
+    reporter.artifact("checkpoint", summary["best_checkpoint"])
+    if params.get("register_as"):
+        entry = register_user_model(params["register_as"], summary["best_checkpoint"], config.model)
+        summary["registered_model"] = entry.name
+    return summary
