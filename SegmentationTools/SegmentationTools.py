@@ -82,11 +82,27 @@ class SegmentationToolsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.importLabelMapButton.connect("clicked(bool)", self.onImportLabelMap)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
+        self.sections = []
         self.initializeParameterNode()
         self.updateDependencyStatus()
+        self.mountSections()
+
+    def mountSections(self) -> None:
+        """The model sections need torch and the model packages: they appear once those are installed."""
+        from VFMVolumeLabLib import dependencies
+
+        if self.sections or dependencies.missing_packages():
+            return
+        from SegmentationToolsLib.btvae_widget import BTVAESection
+        from SegmentationToolsLib.segment_widget import PromptSegmentSection
+
+        self.sections = [PromptSegmentSection(self.layout), BTVAESection(self.layout)]
+        self.layout.addStretch(1)
 
     def cleanup(self) -> None:
         self.removeObservers()
+        for section in self.sections:
+            section.cleanup()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -150,6 +166,7 @@ class SegmentationToolsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay("Python dependencies were not installed.", waitCursor=False):
             dependencies.install_dependencies()
         self.updateDependencyStatus()
+        self.mountSections()
 
 
 #

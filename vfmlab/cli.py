@@ -40,6 +40,7 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
     parser.add_argument("--volume", type=Path, help="use this volume instead of the bundled sample CT")
     parser.add_argument("--labels", type=Path, help="reference label map on the volume's grid (with --volume)")
+    parser.add_argument("--fast", action="store_true", help="bounded work per stage (a quick look; used by the tests)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.volume is not None:
         inputs = DemoInputs(args.volume, args.labels, {})
     with tqdm(unit="step", file=sys.stderr) as progress:
-        summary = run_demo(args.out, inputs, progress)
+        summary = run_demo(args.out, inputs, progress, fast=args.fast)
     print(f"demo written to {args.out.resolve()}: open {summary['scene']} in 3D Slicer, index.html in a browser")
     return 0
 

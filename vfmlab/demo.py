@@ -46,6 +46,7 @@ class DemoContext:
     staging: Path
     report: Report
     progress: Any = None
+    fast: bool = False  # bounded work per stage (tests, quick looks); stages say what they cut
     summary: dict = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)  # every check must pass for the demo to succeed
     scene: Any = None
@@ -133,21 +134,27 @@ def _report_scene(ctx: DemoContext, segments: list[dict]) -> None:
 
 
 # "module:function" of each stage after the scene stage, run in order; imported when the demo runs.
-DEMO_STAGES: list[str] = []
+DEMO_STAGES: list[str] = [
+    "vfmlab.probes.demo_stage:run",
+    "vfmlab.segment.demo_stage:run",
+]
 
 
-def run_demo(out_dir: str | Path, inputs: DemoInputs | None = None, progress=None) -> dict:
+def run_demo(out_dir: str | Path, inputs: DemoInputs | None = None, progress=None, fast: bool = False) -> dict:
     """Run every stage into ``out_dir``; returns the summary that is also written as ``summary.json``."""
     inputs = inputs or DemoInputs.bundled()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=out_dir))
     try:
-        ctx = DemoContext(inputs, staging, Report("VFM Volume Lab demo"), progress)
+        ctx = DemoContext(inputs, staging, Report("VFM Volume Lab demo"), progress, fast)
         scene_stage(ctx)
         for target in DEMO_STAGES:
             module_name, function_name = target.split(":")
             getattr(importlib.import_module(module_name), function_name)(ctx)
+        from . import mrml
+
+        mrml.save_scene(ctx.scene, staging / "scene.mrml")  # again: later stages added nodes
         ctx.step("writing report")
         ctx.report.heading("Checks")
         for check, passed in ctx.checks.items():

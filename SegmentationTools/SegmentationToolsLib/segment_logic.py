@@ -66,10 +66,10 @@ class SegmentSession:
         )
 
     # -- segmentation ----------------------------------------------------------------------------
-    def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
-                segment_id: str | None = None, propagate: bool = False, propagation_config=None,
-                on_slice=None, should_stop=lambda: False) -> SegmentResult:
-        """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices) into the segmentation."""
+    def compute(self, slice_prompt, propagate: bool = False, propagation_config=None, on_slice=None,
+                should_stop=lambda: False) -> tuple[np.ndarray, SegmentResult]:
+        """The ``(K, J, I)`` mask for a prompt (propagated when asked). Pure computation: safe on a worker
+        thread, while the MRML scene is only touched by :meth:`write` on the main thread."""
         from vfmlab.segment.propagate import PropagationConfig
         from vfmlab.segment.propagate import propagate as propagate_masks
         from vfmlab.segment.segmenter import Prompt
@@ -83,9 +83,19 @@ class SegmentSession:
         else:
             prediction = self.segmenter.segment_slice(axis, index, prompt)
             masks, iou, stops = {index: prediction.mask}, prediction.iou, {}
-        volume_mask = self.segmenter.to_volume_mask(axis, masks)
-        new_id = self.write(segmentation_node, volume_mask, name, mode, segment_id)
-        return SegmentResult(new_id, (min(masks), max(masks)), iou, stops)
+        return self.segmenter.to_volume_mask(axis, masks), SegmentResult("", (min(masks), max(masks)), iou, stops)
+
+    def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
+                segment_id: str | None = None, propagate: bool = False, propagation_config=None,
+                on_slice=None, should_stop=lambda: False) -> SegmentResult:
+        """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices) into the segmentation."""
+        mask, result = self.compute(slice_prompt, propagate, propagation_config, on_slice, should_stop)
+        result.segment_id = self.write(segmentation_node, mask, name, mode, segment_id)
+        return result
+
+    def slice_index_at(self, axis: str, ras_point) -> int:
+        """Index of the ``axis`` slice through a RAS point (e.g. a slice view's centre)."""
+        return int(self.segmenter.stack(axis).ras_to_slice(self.volume, np.asarray(ras_point, float))[0, 0])
 
     def write(self, segmentation_node, mask: np.ndarray, name: str, mode: str = "new",
               segment_id: str | None = None) -> str:
@@ -118,3 +128,53 @@ class SegmentSession:
             mrml.add_segment(step.segmentation_node, step.previous_mask, self.volume_node, "",
                              mode="replace", segment_id=step.segment_id)
         return step.description
+
+
+def model_status() -> list[tuple[str, bool, str]]:
+    """(model name, weights available offline, message) for every prompt segmenter, user models included."""
+    from vfmlab.errors import WeightsError
+    from vfmlab.segment.registry import SEGMENTERS
+    from vfmlab.weights import list_models, resolve
+
+    names = list(SEGMENTERS) + [e.name for e in list_models() if e.is_user and e.architecture in SEGMENTERS]
+    status = []
+    for name in names:
+        try:
+            status.append((name, True, str(resolve(name))))
+        except WeightsError as error:
+            status.append((name, False, str(error)))
+    return status
+
+
+def metrics_rows(volume_node, segmentation_node, segment_ids: list[str], reference_node, reference_ids: list[str]):
+    """Metrics of each segment against the reference segment paired with it, on the volume's grid."""
+    from vfmlab import mrml
+    from vfmlab.metrics import segment_metrics
+
+    spacing = mrml.volume_from_node(volume_node).spacing[::-1]
+    names = mrml.segment_names(segmentation_node)
+    rows = []
+    for segment_id, reference_id in zip(segment_ids, reference_ids):
+        prediction = mrml.segment_mask(segmentation_node, segment_id, volume_node)
+        reference = mrml.segment_mask(reference_node, reference_id, volume_node)
+        rows.append({"segment": names[segment_id], **segment_metrics(prediction, reference, spacing)})
+    return rows
+
+
+def finetune_job_params(volume_node, segmentation_node, segment_ids: list[str], run_dir, config: dict,
+                        register_as: str | None = None) -> dict:
+    """Write the volume and the chosen segments as files in ``run_dir`` and return the
+    ``segment-finetune`` job's parameters (the job runs in its own process, away from the scene)."""
+    from pathlib import Path
+
+    from vfmlab import mrml
+    from vfmlab.io import write_volume
+
+    run_dir = Path(run_dir)
+    volume = mrml.volume_from_node(volume_node)
+    labels, names = mrml.labels_from_segmentation(segmentation_node, volume_node, segment_ids)
+    volume_file = write_volume(volume, run_dir / "volume.nrrd")
+    labels_file = write_volume(volume.with_array(labels.astype(np.int16)), run_dir / "labels.nrrd")
+    segments = {name: value for value, name in names.items()}
+    return {"volume": str(volume_file), "labels": str(labels_file), "run_dir": str(run_dir / "training"),
+            "config": {**config, "segments": segments}, "register_as": register_as}

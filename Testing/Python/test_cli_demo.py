@@ -77,7 +77,7 @@ def test_bundled_sample_is_the_totalsegmentator_ct(shared_data):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--fast"]) == 0
     return out
 
 
@@ -103,7 +103,7 @@ def test_demo_writes_a_scene_that_reloads_with_same_geometry_and_segments(demo_d
 
 def test_demo_report_and_summary(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
-    assert all(summary["checks"].values()) and len(summary["checks"]) == 4
+    assert all(summary["checks"].values()) and len(summary["checks"]) >= 4
     liver = next(s for s in summary["segments"] if s["name"] == "liver")
     assert liver["volume_ml"] == pytest.approx(liver["voxels"] * 27 / 1000)
     page = (demo_dir / "index.html").read_text()

@@ -626,6 +626,8 @@ def test_structure_checker_reports_missing_classes_and_qt_in_logic():
 def test_lib_packages_import_without_qt(module):
     problems = []
     for path in sorted((REPO / module / f"{module}Lib").glob("*.py")):
+        if path.stem.endswith("_widget"):  # a panel section's Qt glue: the one place Qt belongs
+            continue
         tree = ast.parse(path.read_text())
         names = import_time_imports(tree, None, path.name == "__init__.py")
         problems += [f"{path.relative_to(REPO)} imports {name} at load time" for name in names

@@ -95,3 +95,32 @@ def test_roi_prompt_segments_the_spleen_into_a_new_segment_and_undo_restores(seg
     assert session.undo() == "new spleen (LiteMedSAM)"
     assert result.segment_id not in mrml.segment_names(segmentation)
     assert not session.can_undo and session.undo() == ""
+
+
+def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch):
+    from SegmentationToolsLib.segment_logic import finetune_job_params, metrics_rows, model_status
+
+    monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
+    status = {name: (available, message) for name, available, message in model_status()}
+    assert status["litemedsam"][0] and status["hq_litemedsam"][0]
+    assert not status["sam_vit_b"][0] and "sam_vit_b_01ec64.pth" in status["sam_vit_b"][1]
+
+    ct, labels = sample
+    scene = mrml.new_scene()
+    volume_node = mrml.add_volume_node(scene, ct)
+    reference = mrml.add_segmentation_from_labels(scene, labels, volume_node, names={1: "spleen", 2: "kidney_right"})
+    ids = {n: s for s, n in mrml.segment_names(reference).items()}
+    shifted = np.roll(labels == 1, 2, axis=2)
+    predicted = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    predicted_id = mrml.add_segment(predicted, shifted, volume_node, "spleen guess")
+    row = metrics_rows(volume_node, predicted, [predicted_id], reference, [ids["spleen"]])[0]
+    assert row["segment"] == "spleen guess"
+    assert row["dice"] == pytest.approx(segment_metrics(shifted, labels == 1)["dice"])
+    assert row["hd95_mm"] == pytest.approx(2 * ct.spacing[0], abs=0.5)
+
+    params = finetune_job_params(volume_node, reference, [ids["kidney_right"], ids["spleen"]], tmp_path / "run",
+                                 {"epochs": 3})
+    assert params["config"] == {"epochs": 3, "segments": {"kidney_right": 1, "spleen": 2}}
+    written = read_labels(params["labels"], read_volume(params["volume"]))
+    np.testing.assert_array_equal(written == 1, labels == 2)
+    np.testing.assert_array_equal(written == 2, labels == 1)
