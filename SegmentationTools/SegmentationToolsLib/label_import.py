@@ -12,19 +12,13 @@ from typing import Optional
 LABEL_MAP_FILE_FILTER = "Label maps (*.nrrd *.nhdr *.nii *.nii.gz *.mha *.mhd);;All files (*)"
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def find_label_names_file(path: str | Path) -> Optional[Path]:
     """The names file of a label map, if present: for ``X.nii.gz`` (or ``X_labels.nii.gz``) the first of
     ``X.json``, ``X_names.json``, ``X_label_names.json`` (and ``X_label_names.json`` for ``X_labels``)."""
+    from vfmlab.io import stem as file_stem
+
     path = Path(path)
-    stem = _stem(path)
+    stem = file_stem(path)
     candidates = [f"{stem}.json", f"{stem}_names.json", f"{stem}_label_names.json"]
     if stem.endswith("_labels"):
         candidates.append(f"{stem[: -len('_labels')]}_label_names.json")
@@ -68,6 +62,7 @@ def import_label_map(scene, path: str | Path, reference_node, names: Optional[di
     another grid."""
     from vfmlab.errors import InputError
     from vfmlab.io import read_labels
+    from vfmlab.io import stem as file_stem
     from vfmlab.mrml import add_segmentation_from_labels, volume_from_node
 
     if reference_node is None:
@@ -78,5 +73,5 @@ def import_label_map(scene, path: str | Path, reference_node, names: Optional[di
         names_file = find_label_names_file(path)
         names = read_label_names(names_file) if names_file is not None else {}
     return add_segmentation_from_labels(
-        scene, labels, reference_node, names=names, node_name=node_name or _stem(path)
+        scene, labels, reference_node, names=names, node_name=node_name or file_stem(path)
     )
