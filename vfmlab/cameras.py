@@ -93,6 +93,8 @@ class CaptureSet:
     sample_distance: float | None = None  # mm between ray samples in the renderer
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     renderer: dict = field(default_factory=dict)  # e.g. {"name": "slicer-vtk", "mapper": "cpu"}
+    # Segment-ID images (each view's ``labels_image``): {"encoding": ..., "segments": {"<value>": {"name", "color"}}}
+    labels: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CAMERAS_FILE

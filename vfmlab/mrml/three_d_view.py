@@ -93,16 +93,18 @@ class HeadlessThreeDView:
     def __init__(self, scene, width: int, height: int, background=(0.0, 0.0, 0.0), beside_app_views: bool = False):
         """``beside_app_views``: the process already shows OpenGL views (the Slicer application)."""
         self.scene = scene
+        self.interaction_node = None
         if scene.GetFirstNodeByClass("vtkMRMLInteractionNode") is None:
             # Displayable managers look for it; the Slicer application adds one at start-up.
-            interaction = slicer.vtkMRMLInteractionNode()
-            interaction.SetSingletonTag("Singleton")
-            scene.AddNode(interaction)
+            self.interaction_node = slicer.vtkMRMLInteractionNode()
+            self.interaction_node.SetSingletonTag("Singleton")
+            scene.AddNode(self.interaction_node)
         self.view_node = slicer.vtkMRMLViewNode()
         self.view_node.SetName(scene.GenerateUniqueName("vfmlab capture view"))
         self.view_node.SetLayoutName(self.view_node.GetName())
         self.view_node.SetVolumeRenderingQuality(slicer.vtkMRMLViewNode.Normal)  # no frame-rate shortcuts
         self.view_node.SetHideFromEditors(True)
+        self.view_node.SetMappedInLayout(False)  # inside the application: no view widget for it
         scene.AddNode(self.view_node)
         self.render_window = _offscreen_window(width, height, first_context=not beside_app_views)
         self.renderer = vtk.vtkRenderer()
@@ -132,12 +134,13 @@ class HeadlessThreeDView:
         return render_view(self.render_window, self.renderer, record)
 
     def close(self) -> None:
-        """Detach from the scene and free the window (the scene's other nodes are left as they are)."""
+        """Detach from the scene, remove the nodes this view added and free the window."""
         self.manager.SetMRMLScene(None)
         self.group.SetMRMLDisplayableNode(None)
         self.render_window.Finalize()
-        if self.view_node.GetScene() is not None:
-            self.scene.RemoveNode(self.view_node)
+        for node in (self.view_node, self.interaction_node):
+            if node is not None and node.GetScene() is not None:
+                self.scene.RemoveNode(node)
 
     def __enter__(self) -> "HeadlessThreeDView":
         return self

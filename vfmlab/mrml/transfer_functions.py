@@ -1,5 +1,5 @@
 """DeepDVR results into Slicer: learned transfer functions on volume rendering display nodes, ``.vp``
-files, re-renders through Slicer's own volume rendering, and rendered views as RGB image nodes.
+files, re-renders through Slicer's own volume rendering, and where its CPU ray caster samples.
 
 A :class:`vfmlab.dvr.transfer_functions.PiecewiseTF` is applied through
 :func:`vfmlab.mrml.volume_rendering.apply_transfer_function` (colour and scalar opacity points, the
@@ -96,12 +96,13 @@ def write_vp_file(tf: PiecewiseTF, path: str | Path) -> Path:
         scene.Clear(1)
 
 
-def apply_to_volume_rendering(volume_node, tf: PiecewiseTF, method: str = "cpu", name: str = "DeepDVR learned TF"):
+def apply_to_volume_rendering(volume_node, tf: PiecewiseTF, method: str = "cpu", name: str = "DeepDVR learned TF",
+                              logic=None):
     """Show ``volume_node`` with ``tf`` in Slicer's volume rendering; returns the display node.
 
     A volume rendering display node the volume already has is reused (its volume property gets
     ``tf``, its ray casting method is kept); otherwise one of ``method`` ("cpu"/"gpu") is created
-    through Slicer's volume rendering logic.
+    through ``logic`` (the application's volume rendering logic; a headless one when None).
     """
     scene = volume_node.GetScene()
     if scene is None:
@@ -111,11 +112,13 @@ def apply_to_volume_rendering(volume_node, tf: PiecewiseTF, method: str = "cpu",
                     and volume_node.GetNthDisplayNode(i).IsA("vtkMRMLVolumeRenderingDisplayNode")), None)
     if display is not None:
         method = "gpu" if display.IsA("vtkMRMLGPURayCastVolumeRenderingDisplayNode") else "cpu"
-    logic = vr.volume_rendering_logic(scene)
+    own_logic = logic is None
+    logic = logic or vr.volume_rendering_logic(scene)
     try:
         display = vr.show_volume(logic, volume_node, method, transfer_function=tf.to_dict())
     finally:
-        logic.SetMRMLScene(None)
+        if own_logic:
+            logic.SetMRMLScene(None)
     display.GetVolumePropertyNode().SetName(scene.GenerateUniqueName(name))
     return display
 
@@ -144,23 +147,37 @@ def render_views(volume: Volume, tf: PiecewiseTF, views: Sequence[CameraRecord],
         scene.Clear(1)
 
 
-def add_rgb_image_node(scene, rgb: np.ndarray, name: str):
-    """A 2D RGB ``vtkMRMLVectorVolumeNode`` (one slice) holding ``(H, W, 3)`` floats in [0, 1], top row first.
+def cpu_ray_lattice(volume: Volume, views: Sequence[CameraRecord], transfer_function: dict) -> tuple[float, list[float]]:
+    """Where Slicer's CPU ray casting (a headless capture) puts its samples along each view's rays.
 
-    J runs towards inferior, so in Slicer's coronal view the image's top row is at the top.
+    ``vtkFixedPointVolumeRayCastMapper`` samples every ray at whole steps of its sample distance from
+    the camera's near clipping plane; at "Normal" quality that distance is derived from the voxel
+    spacing (and can differ from the display node's). Returns ``(sample distance in mm, near plane
+    distance per view)``, read from the same pipeline a capture uses: the display node, the
+    displayable manager's mapper after one render, and the camera's reset clipping range.
     """
-    from vtk.util import numpy_support
+    from ..render.poses import apply_camera_record
+    from .scene import new_scene
+    from .volumes import add_volume_node
 
-    rgb8 = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
-    height, width = rgb8.shape[:2]
-    image = vtk.vtkImageData()
-    image.SetDimensions(width, height, 1)
-    scalars = numpy_support.numpy_to_vtk(rgb8.reshape(-1, 3), deep=True)
-    image.GetPointData().SetScalars(scalars)
-    node = slicer.vtkMRMLVectorVolumeNode()
-    node.SetName(scene.GenerateUniqueName(name))
-    scene.AddNode(node)
-    node.SetIJKToRASDirections(1, 0, 0, 0, 0, -1, 0, 1, 0)  # I right, J inferior, K anterior
-    node.SetAndObserveImageData(image)
-    node.CreateDefaultDisplayNodes()
-    return node
+    scene = new_scene()
+    try:
+        node = add_volume_node(scene, volume, name="DeepDVR ray lattice")
+        logic = vr.volume_rendering_logic(scene)
+        try:
+            vr.show_volume(logic, node, "cpu", transfer_function=transfer_function)
+            first = views[0]
+            with vr.HeadlessThreeDView(scene, first.width, first.height) as view3d:
+                view3d.render(first)  # the mapper settles its sample distance when it first renders
+                sample_distance = float(view3d.manager.GetVolumeMapper(node).GetSampleDistance())
+                camera = view3d.renderer.GetActiveCamera()
+                near = []
+                for view in views:
+                    apply_camera_record(camera, view)
+                    view3d.renderer.ResetCameraClippingRange()
+                    near.append(float(camera.GetClippingRange()[0]))
+        finally:
+            logic.SetMRMLScene(None)
+        return sample_distance, near
+    finally:
+        scene.Clear(1)

@@ -22,7 +22,8 @@ from .three_d_view import HeadlessThreeDView, RenderWindowView, add_image_node, 
 
 __all__ = [
     "METHODS", "HeadlessThreeDView", "RenderWindowView", "add_image_node", "apply_transfer_function",
-    "decode_label_ids", "grab_image", "label_id_color", "preset_node", "remove_volume_node", "render_view",
+    "decode_label_ids", "grab_image", "label_id_color", "preset_node", "remove_volume_node",
+    "remove_volume_renderings", "render_view",
     "shift_transfer_function", "show_label_ids", "show_volume", "transfer_function_record", "volume_rendering_logic",
 ]
 
@@ -31,7 +32,8 @@ METHODS = {
     "gpu": "vtkMRMLGPURayCastVolumeRenderingDisplayNode",
 }
 INTERPOLATIONS = {"nearest": 0, "linear": 1}
-_COLOR_SPACES = {0: "rgb", 1: "hsv", 2: "lab", 3: "diverging", 4: "lab_ciede2000", 5: "step"}  # vtkColorTransferFunction
+# vtkColorTransferFunction's colour spaces
+_COLOR_SPACES = {0: "rgb", 1: "hsv", 2: "lab", 3: "diverging", 4: "lab_ciede2000", 5: "step"}
 # Label colours step by 16 per channel around the centre of each step: a renderer that blends or
 # rounds a channel by up to 7 levels still decodes to the same label (three hex digits, IDs < 4096).
 _ID_STEP, _ID_OFFSET, MAX_LABEL_ID = 16, 8, 4095
@@ -246,14 +248,26 @@ def show_label_ids(logic, label_node, values: list[int], view_node):
     return display
 
 
+def remove_volume_renderings(volume_node) -> None:
+    """Remove the volume's volume rendering display nodes with their volume property and ROI nodes."""
+    scene = volume_node.GetScene()
+    displays = [volume_node.GetNthDisplayNode(i) for i in range(volume_node.GetNumberOfDisplayNodes())]
+    for display in displays:
+        if scene is None or display is None or not display.IsA("vtkMRMLVolumeRenderingDisplayNode"):
+            continue
+        for owned in (display.GetVolumePropertyNode(), display.GetROINode()):
+            if owned is not None:
+                scene.RemoveNode(owned)
+        scene.RemoveNode(display)
+
+
 def remove_volume_node(node) -> None:
-    """Remove a volume node with its display nodes and their volume property nodes (scratch label volumes)."""
+    """Remove a scratch volume node (rendered segment IDs) with all its display nodes and volume renderings."""
     scene = node.GetScene()
     if scene is None:
         return
-    displays = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
-    for display in filter(None, displays):
-        if display.IsA("vtkMRMLVolumeRenderingDisplayNode") and display.GetVolumePropertyNode() is not None:
-            scene.RemoveNode(display.GetVolumePropertyNode())
-        scene.RemoveNode(display)
+    remove_volume_renderings(node)
+    for display in [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]:
+        if display is not None:
+            scene.RemoveNode(display)
     scene.RemoveNode(node)

@@ -1,0 +1,75 @@
+"""``vfmlab render``: capture a volume rendered with a Slicer preset from an orbit of camera poses."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import Command
+from ..errors import InputError
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() not in ("on", "off"):
+        raise argparse.ArgumentTypeError("use 'on' or 'off'")
+    return text.lower() == "on"
+
+
+def _rgb(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError("give three numbers in 0..1 separated by commas, e.g. 0,0,0")
+    return values
+
+
+def configure_render(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("volume", type=Path, help="volume file (NRRD, NIfTI, MHA/MHD) or DICOM series folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: view_NNN.png, cameras.json")
+    parser.add_argument("--preset", default="CT-AAA", help="Slicer volume rendering preset (default CT-AAA)")
+    parser.add_argument("--shift", type=float, default=0.0,
+                        help="move the preset's transfer function along the scalar axis (e.g. 1024 for HU+1024 data)")
+    parser.add_argument("--views", type=int, default=8, help="number of camera poses on the orbit (default 8)")
+    parser.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees (default 0)")
+    parser.add_argument("--azimuth", type=float, default=0.0, help="azimuth of the first view, 0 = anterior")
+    parser.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
+    parser.add_argument("--method", choices=("cpu", "gpu"), default="cpu", help="ray casting (default cpu)")
+    parser.add_argument("--shading", type=_on_off, default=None, help="on|off (default: the preset's own setting)")
+    parser.add_argument("--background", type=_rgb, default=(0.0, 0.0, 0.0), help="background RGB in 0..1")
+    parser.add_argument("--segmentation", type=Path,
+                        help="a .seg.nrrd or a label map on the volume's grid: also writes labels_NNN.png")
+    parser.add_argument("--label-names", type=Path, help='JSON {"1": "liver", ...} naming the label map values')
+    parser.add_argument("--labels", choices=("visible", "first"), default="visible",
+                        help="segment IDs: of segments the TF shows (default) or the first segment along each ray")
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .capture import RenderSettings, read_label_names, render_file
+    from .poses import Orbit
+
+    if args.label_names and not args.segmentation:
+        raise InputError("--label-names needs --segmentation")
+    settings = RenderSettings(preset=args.preset, shift=args.shift, method=args.method, width=args.size,
+                              height=args.size, background=args.background, shading=args.shading)
+    orbit = Orbit(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth)
+    names = read_label_names(args.label_names) if args.label_names else None
+    with tqdm(total=100, unit="%", file=sys.stderr) as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description(message)
+            bar.update(round(100 * fraction) - bar.n)
+
+        capture = render_file(args.volume, args.out, settings, orbit, args.segmentation, names, args.labels,
+                              progress)
+    extra = " and segment IDs" if args.segmentation else ""
+    print(f"{len(capture.views)} views{extra} written to {args.out.resolve()} (cameras.json)")
+    return 0
+
+
+COMMANDS = [
+    Command("render", "render a volume with a Slicer preset from N camera poses: view_NNN.png + cameras.json "
+            "(+ labels_NNN.png segment IDs with --segmentation)", configure_render, run_render),
+]
