@@ -1,0 +1,223 @@
+"""DeepDVR subcommands: ``dvr-train``, ``dvr-stop``, ``dvr-status``, ``dvr-render``, ``dvr-export``."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..cli import Command
+from ..errors import InputError
+
+MODEL_CHOICES = ("lookup", "mlp", "vnet4-4", "vnetl16-4", "vnetl16-17", "dvrnet")  # see models.registry
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("captures", type=Path, nargs="?",
+                        help="capture folder: view images + cameras.json (not needed with --resume)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoints, metrics, previews)")
+    parser.add_argument("--model", default="lookup", choices=MODEL_CHOICES)
+    parser.add_argument("--size", default="small", choices=("small", "paper"),
+                        help="layer widths: small (CPU) or the paper's (default: small)")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=4, help="global batch (views per step)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: lookup 0.1, mlp 0.01, deep 0.003)")
+    parser.add_argument("--s-low", type=float, default=0.1, help="sampling rate at the first epoch")
+    parser.add_argument("--s-high", type=float,
+                        help="sampling rate at the last epoch (default: the captures' renderer's, else 2.0)")
+    parser.add_argument("--fixed-rate", action="store_true", help="no stepsize annealing: always --s-high")
+    parser.add_argument("--jitter", action="store_true",
+                        help="ray jitter (paper); by default samples sit where Slicer's ray caster put them")
+    parser.add_argument("--image-size", type=int, help="training image height in pixels (default: as captured)")
+    parser.add_argument("--validation-every", type=int, default=5, help="every n-th view validates")
+    parser.add_argument("--volume", type=Path, help="the volume, if not where cameras.json says (SHA-256 checked)")
+    parser.add_argument("--targets", default="images", choices=("images", "labels"),
+                        help="train on the view images (captured or edited) or on segment colours (labels_NNN.png)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--background", action="store_true",
+                        help="run as a background job and return; stop it with 'vfmlab dvr-stop RUN_DIR'")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun, DDP)")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    if args.captures is None:
+        raise InputError("give the capture folder (or --resume to continue a run)")
+    return TrainConfig(captures=str(args.captures.resolve()), model=args.model, size=args.size, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, s_low=args.s_low, s_high=args.s_high,
+                       anneal=not args.fixed_rate, jitter=args.jitter, image_size=args.image_size,
+                       validation_every=args.validation_every, seed=args.seed,
+                       volume=str(args.volume.resolve()) if args.volume else None, threads=args.threads,
+                       targets=args.targets)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .checkpoints import RunDir
+    from .train import start_background, train
+
+    run = RunDir(args.out)
+    config = None if args.resume else _config_from_args(args)
+    if args.resume:
+        run.read_config()  # a clear error when --out is not a run
+    if args.background:
+        job = start_background(run.path, config, resume=args.resume)
+        print(f"DeepDVR training started in the background (pid {job.pid}) in {run.path.resolve()}; "
+              f"follow it with 'vfmlab dvr-status {run.path}', stop it with 'vfmlab dvr-stop {run.path}'")
+        return 0
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.clear_stop()
+    if args.nproc > 1:
+        if config is not None:
+            run.write_config(asdict(config))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+                   "-m", "vfmlab.dvr.train", str(run.path)] + (["--resume"] if args.resume else [])
+        return subprocess.call(command)
+    from tqdm import tqdm
+
+    total = config.epochs if config is not None else json.loads(run.file("config.json").read_text())["epochs"]
+    with tqdm(total=total, unit="epoch", file=sys.stderr, initial=len(run.metrics()) if args.resume else 0) as bar:
+        def progress(epoch, loss, val_ssim):
+            bar.n = epoch
+            bar.set_postfix(loss=f"{loss:.4f}", val_ssim=f"{val_ssim:.4f}")
+            bar.refresh()
+        try:
+            result = train(config, run.path, resume=args.resume, progress=progress)
+        except KeyboardInterrupt:
+            print(f"stopped; continue with 'vfmlab dvr-train --resume --out {run.path}'", file=sys.stderr)
+            return 130
+    print(json.dumps(result))
+    return 0
+
+
+def _configure_stop(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the run to stop")
+
+
+def _run_stop(args: argparse.Namespace) -> int:
+    from .checkpoints import RunDir
+
+    run = RunDir(args.run_dir)
+    run.read_config()
+    status = run_status(run.path)
+    if status["state"] != "running":
+        print(f"the run in {run.path} is not running ({status['state']})")
+        return 0
+    run.request_stop()
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        status = run_status(run.path)
+        if status["state"] != "running":
+            print(f"stopped after epoch {status.get('epoch', 0)}; continue with "
+                  f"'vfmlab dvr-train --resume --out {run.path}' (add --background to run it in the background)")
+            return 0
+        time.sleep(0.2)
+    print(f"the run did not stop within {args.wait:.0f} s; it stops after its current batch", file=sys.stderr)
+    return 1
+
+
+def run_status(run_dir: Path) -> dict:
+    """State of a run folder's job (running, finished, failed, cancelled, not started) and its last metrics."""
+    import os
+
+    from ..jobs import read_events
+    from .checkpoints import RunDir
+
+    events = read_events(run_dir)
+    state = "not started"
+    pid = None
+    for event in events:
+        if event.kind == "started":
+            state, pid = "running", event.data.get("pid")
+        elif event.kind in ("finished", "failed", "cancelled"):
+            state = event.kind
+    if state == "running" and pid is not None:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            state = "died"
+        except PermissionError:
+            pass
+    metrics = RunDir(run_dir).metrics()
+    last = metrics[-1] if metrics else {}
+    return {"state": state, "pid": pid, **last}
+
+
+def _configure_status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from .checkpoints import RunDir
+
+    RunDir(args.run_dir).read_config()
+    print(json.dumps(run_status(args.run_dir)))
+    return 0
+
+
+def _configure_render(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--views", type=Path, help="cameras.json (or its folder) of the views; default: the run's captures")
+    parser.add_argument("--orbit", type=int, help="instead of --views: this many views around the volume")
+    parser.add_argument("--size", type=int, default=512, help="image height in pixels (width keeps the aspect)")
+    parser.add_argument("--sampling-rate", type=float, help="samples per voxel (default: the run's validation rate)")
+    parser.add_argument("--volume", type=Path, help="volume to render (default: the captured one)")
+    parser.add_argument("--checkpoint", default="best.pt", choices=("best.pt", "last.pt"))
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/renders)")
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..render.poses import Orbit, orbit_records
+    from .captures import write_image
+    from .inference import TrainedRun, load_views, read_volume_for
+
+    run = TrainedRun.load(args.run_dir, args.checkpoint)
+    volume = read_volume_for(run, args.volume)
+    if args.orbit:
+        views = orbit_records(volume, Orbit(views=args.orbit, elevation=20.0), args.size, args.size)
+    else:
+        views = load_views(args.views or run.config.captures)
+    out = args.out or run.run_dir / "renders"
+    out.mkdir(parents=True, exist_ok=True)
+    background = run.training_set().capture.background
+    for n, view in enumerate(tqdm(views, unit="view", file=sys.stderr)):
+        image = run.render(volume, [view], args.size, args.sampling_rate, background)[0]
+        write_image(out / f"view_{n:03d}.png", image)
+    print(f"{len(views)} views written to {out.resolve()}")
+    return 0
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--volume", type=Path, required=True, help="volume to show with the learned result")
+    parser.add_argument("--out", type=Path, required=True, help="scene folder (scene.mrml, volume, .vp, images)")
+    parser.add_argument("--size", type=int, help="image height of deep models' rendered views (default: captured)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    summary = export_run(args.run_dir, args.volume, args.out, args.size)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+COMMANDS: list[Command] = [
+    Command("dvr-train", "train a DeepDVR model (lookup TF ... DVRNet) from captured views; background, resume, DDP",
+            _configure_train, _run_train),
+    Command("dvr-stop", "stop a background DeepDVR training run (its last checkpoint stays; --resume continues)",
+            _configure_stop, _run_stop),
+    Command("dvr-status", "print a DeepDVR run's state and last epoch metrics as JSON", _configure_status, _run_status),
+    Command("dvr-render", "render novel views of a trained DeepDVR run at any size", _configure_render, _run_render),
+    Command("dvr-export", "write a Slicer scene with a run's learned TF (or rendered views) on a volume",
+            _configure_export, _run_export),
+]
