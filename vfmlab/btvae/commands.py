@@ -1,0 +1,197 @@
+"""``vfmlab btvae-train``, ``btvae-predict`` and ``btvae-study`` (nothing heavy imported at module level)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vfmlab.cli import Command
+from vfmlab.errors import InputError
+
+from .registry import MODEL_NAMES
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path,
+                        help="volume file, or a folder with images/ and masks/ subfolders (2D images)")
+    parser.add_argument("labels", type=Path, nargs="?", help="label map on the volume's grid (not for a folder)")
+    parser.add_argument("--label", required=True,
+                        help="label value of the segment (e.g. 5 = liver in TotalSegmentator maps); for "
+                        "masks/<image>_<organ>_NNN.png folders the organ name")
+    parser.add_argument("--more", nargs=2, action="append", default=[], metavar=("VOLUME", "LABELS"),
+                        help="another volume and label map to take slices from (repeatable)")
+    parser.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
+                        help="slices are cut perpendicular to this axis (default axial)")
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"),
+                        help="cpu: narrow model, 128², 20+40 epochs (default); paper: the paper's model and "
+                        "epochs (latent 1024×8×8 at 256², 200+400 epochs; use a GPU)")
+    parser.add_argument("--size", type=int, help="square input size in pixels (default 128 cpu, 256 paper)")
+    parser.add_argument("--pretrain-epochs", type=int, help="stage 1 epochs (btvae, bt-unet)")
+    parser.add_argument("--epochs", type=int, help="stage 2 (fine-tuning) epochs")
+    parser.add_argument("--batch-size", type=int, help="batch size of both stages")
+    parser.add_argument("--samples", type=int, help="z samples per slice at inference (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+
+
+def _sources(args: argparse.Namespace) -> list[dict[str, str]]:
+    if args.source.is_dir() and (args.source / "images").is_dir():
+        if args.labels is not None:
+            raise InputError("a folder of 2D images carries its masks in masks/; give no LABELS", args.labels)
+        sources = [{"folder": str(args.source)}]
+    elif args.labels is None:
+        raise InputError("needs a label map (LABELS) beside the volume", args.source)
+    else:
+        sources = [{"volume": str(args.source), "labels": str(args.labels)}]
+    return sources + [{"volume": str(volume), "labels": str(labels)} for volume, labels in args.more]
+
+
+def _config(args: argparse.Namespace, ratio: float | None = None):
+    from .config import TrainConfig
+
+    if args.preset == "paper":
+        config = TrainConfig.paper()
+        config.model.image_size = args.size or config.model.image_size
+    else:
+        config = TrainConfig.cpu(args.size or 128)
+    if args.pretrain_epochs is not None:
+        config.pretrain.epochs = args.pretrain_epochs
+    if args.epochs is not None:
+        config.finetune.epochs = args.epochs
+    if args.batch_size is not None:
+        config.pretrain.batch_size = config.finetune.batch_size = args.batch_size
+    if args.samples is not None:
+        config.inference_samples = args.samples
+    config.data.axis, config.data.seed, config.device = args.axis, args.seed, args.device
+    if ratio is not None:
+        config.data.ratio = ratio
+    config.validate()
+    return config
+
+
+class TqdmReporter:
+    """Job-style reporter for the terminal: a tqdm bar over the whole run, logs above it."""
+
+    def __init__(self, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=description, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.bar.update(max(0, round(fraction * 1000) - self.bar.n))
+        self.bar.set_postfix_str(message[-70:], refresh=False)
+
+    def metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    _add_data_arguments(parser)
+    parser.add_argument("--ratio", type=float, default=0.3, help="fraction of training slices with labels (default 0.3)")
+    parser.add_argument("--model", default="btvae", choices=MODEL_NAMES, help="default btvae")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (model.pt, metrics.json, history.csv ...)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .run import train_run
+
+    config = _config(args, args.ratio)
+    sources = _sources(args)
+    _set_threads(args)
+    reporter = TqdmReporter(f"btvae-train {args.model}")
+    try:
+        metrics = train_run(args.out, sources, args.label, args.model, config, resume=args.resume, reporter=reporter)
+    finally:
+        reporter.close()
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _configure_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="folder of a finished btvae-train run")
+    parser.add_argument("volume", type=Path, help="volume to segment")
+    parser.add_argument("--out", type=Path, required=True, help="segmentation file to write (.seg.nrrd)")
+    parser.add_argument("--uncertainty", type=Path, help="also write the per-voxel variance of the z samples (.nrrd)")
+    parser.add_argument("--samples", type=int, help="z samples per slice (default: the run's)")
+    parser.add_argument("--name", help="segment name (default: '<model> label <value>')")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from vfmlab import mrml
+
+    from .checkpoint import load_trained
+    from .inference import predict_volume
+    from .scene import add_prediction
+
+    if not args.out.name.endswith(".seg.nrrd"):
+        raise InputError("the segmentation is written as a .seg.nrrd file", args.out)
+    trained = load_trained(args.run_dir)
+    if args.uncertainty is not None and not trained.probabilistic:
+        raise InputError(f"model '{trained.name}' is deterministic: it has no uncertainty map (use btvae or vae)")
+    scene = mrml.new_scene()
+    volume_node = mrml.load_volume_node(scene, args.volume)
+    prediction = predict_volume(trained, mrml.volume_from_node(volume_node), args.samples)
+    name = args.name or f"{trained.name} label {trained.label}"
+    nodes = add_prediction(scene, volume_node, prediction, name, uncertainty=args.uncertainty is not None)
+    mrml.save_segmentation_node(nodes.segmentation_node, args.out)
+    summary = {"segmentation": str(args.out), "segment": name, "voxels": int(prediction.mask.sum()),
+               "samples": prediction.samples}
+    if nodes.uncertainty_node is not None:
+        mrml.save_volume_node(nodes.uncertainty_node, args.uncertainty)
+        summary.update(uncertainty=str(args.uncertainty),
+                       mean_variance_in_mask=float(prediction.variance[prediction.mask].mean()))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _configure_study(parser: argparse.ArgumentParser) -> None:
+    _add_data_arguments(parser)
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
+                        help="models to compare (default all)")
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.9, 0.7, 0.5, 0.3, 0.1],
+                        help="label ratios (default 0.9 0.7 0.5 0.3 0.1)")
+    parser.add_argument("--out", type=Path, required=True, help="study folder (study.csv, study.json, study.png, runs/)")
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from .study import PLOT_PNG, TABLE_CSV, run_study
+
+    config = _config(args)
+    sources = _sources(args)
+    _set_threads(args)
+    reporter = TqdmReporter("btvae-study")
+    try:
+        rows = run_study(args.out, sources, args.label, config, tuple(args.models), tuple(args.ratios),
+                         resume=args.resume, reporter=reporter)
+    finally:
+        reporter.close()
+    print((args.out / TABLE_CSV).read_text(encoding="utf-8"), end="")
+    print(f"{len(rows)} runs; table {args.out / TABLE_CSV}, plot {args.out / PLOT_PNG}")
+    return 0
+
+
+COMMANDS = [
+    Command("btvae-train", "train a BT-VAE (or VAE / U-Net / BT-U-Net) segmenter on few labelled slices; "
+            "writes model.pt and metrics.json (Dice, IoU, precision, recall on held-back slices)",
+            _configure_train, _run_train),
+    Command("btvae-predict", "segment a volume with a trained run: .seg.nrrd (Slicer segmentation) and the "
+            "per-voxel uncertainty (variance over z samples) as .nrrd", _configure_predict, _run_predict),
+    Command("btvae-study", "label-ratio study: every model at label ratios 0.9, 0.7, 0.5, 0.3 and 0.1; table "
+            "(CSV, JSON) and Dice plot (PNG)", _configure_study, _run_study),
+]
