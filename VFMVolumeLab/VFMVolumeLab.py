@@ -32,6 +32,10 @@ class VFMVolumeLab(ScriptedLoadableModule):
         self.parent.helpText = (
             "Inspect a volume's geometry (size, spacing, origin, directions, IJK to RAS matrix, value range) "
             "and load the bundled abdomen CT with its reference organ segmentation. "
+            "Attention probes: capture volume renderings with their camera poses and measure, per head, what the "
+            "attention of a vision foundation model (DINO, CLIP, SAM, LiteMedSAM encoders) follows. "
+            "DeepDVR: train a differentiable volume renderer with a learned transfer function in a background "
+            "process and apply the learned transfer function to Slicer's volume rendering. "
             "Python dependencies (PyTorch and the model packages) are installed only when you click "
             "'Install dependencies'."
         )
@@ -90,6 +94,8 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self.probeSection = None
+        self.deepDVRSection = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -108,9 +114,24 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.initializeParameterNode()
         self.updateDependencyStatus()
+        self.mountSections()
+
+    def mountSections(self) -> None:
+        """The probe and DeepDVR sections need torch and the model packages: they appear once those are installed."""
+        if self.probeSection or self.logic.missingDependencies():
+            return
+        from VFMVolumeLabLib.dvr_widget import DeepDVRSection
+        from VFMVolumeLabLib.probe_widget import ProbeSection
+
+        self.probeSection = ProbeSection(self.layout)
+        # A DeepDVR training run outlives the module (its run folder records it), so it has no cleanup.
+        self.deepDVRSection = DeepDVRSection(self.layout)
+        self.layout.addStretch(1)
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self.probeSection:
+            self.probeSection.cleanup()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -163,6 +184,7 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Python dependencies were not installed.", waitCursor=False):
             self.logic.installDependencies()
         self.updateDependencyStatus()
+        self.mountSections()
 
 
 #

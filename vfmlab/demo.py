@@ -137,6 +137,7 @@ def _report_scene(ctx: DemoContext, segments: list[dict]) -> None:
 DEMO_STAGES: list[str] = [
     "vfmlab.probes.demo_stage:run",
     "vfmlab.segment.demo_stage:run",
+    "vfmlab.dvr.demo_stage:run",
 ]
 
 

@@ -273,22 +273,30 @@ def test_top_level_cmake_follows_the_extension_template():
     assert names.index("find_package") < names.index("add_subdirectory")
 
 
-def test_sample_data_is_copied_and_installed_beside_vfmlab():
+@pytest.mark.parametrize("folder, variable", [("SampleData", "VFMLAB_SAMPLE_DATA_FILES"),
+                                              ("VolumeRendering", "VFMLAB_VOLUME_RENDERING_FILES")])
+def test_resource_folders_are_copied_and_installed_beside_vfmlab(folder, variable):
     path = REPO / "CMakeLists.txt"
-    listed = cmake_variables(path)["VFMLAB_SAMPLE_DATA_FILES"]
-    assert sorted(listed) == sorted(shipped_files(SAMPLE_DATA, None)), "list every Resources/SampleData file"
+    listed = cmake_variables(path)[variable]
+    assert sorted(listed) == sorted(shipped_files(REPO / "Resources" / folder, None)), f"list every Resources/{folder} file"
+    assert [folder, *listed] in cmake_calls(path, "vfmlab_add_resource_folder")  # read_cmake expands ${variable}
     installs = [args for args in cmake_calls(path, "install") if args and args[0] == "FILES"]
     destinations = [keyword_values(args, "DESTINATION", {"FILES", "DESTINATION", "COMPONENT"}) for args in installs]
-    assert ["${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/SampleData"] in destinations
+    assert ["${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/${folder}"] in destinations
     copies = cmake_calls(path, "configure_file")
-    assert any(args[1].startswith("${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources/SampleData/")
-               for args in copies), "the build tree needs the sample data too (tests run from it)"
-    # vfmlab finds the folder relative to its own location, the same way in the three trees.
+    assert any(args[1].startswith("${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources/${folder}/")
+               for args in copies), "the build tree needs the resources too (tests run from it)"
+
+
+def test_vfmlab_finds_its_resource_folders_relative_to_itself():
+    # The same relative location in the source, build and install trees.
     import vfmlab
+    from vfmlab.render.presets import presets_dir
     from vfmlab.sample_data import sample_data_dir
 
     assert Path(vfmlab.__file__).resolve().parents[1] / "Resources" / "SampleData" == SAMPLE_DATA
     assert sample_data_dir().resolve() == SAMPLE_DATA.resolve()
+    assert (presets_dir() / "presets.xml").resolve() == (REPO / "Resources" / "VolumeRendering" / "presets.xml").resolve()
 
 
 # The ExtensionsIndex catalog entry schema v1.0.1 (Slicer/Slicer: Schemas/), which forbids other keys.

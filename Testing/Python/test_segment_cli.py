@@ -55,7 +55,7 @@ def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatc
     monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
     ct_path, labels_path, _, _ = sample
     run_dir = tmp_path / "run"
-    config = {"segments": {"kidney_right": 2, "pancreas": 7}, "max_slices_per_segment": 6, "epochs": 40,
+    config = {"segments": {"kidney_right": 2, "pancreas": 7}, "max_slices_per_segment": 10, "epochs": 40,
               "learning_rate": 1e-3, "device": "cpu"}
     params = {"volume": str(ct_path), "labels": str(labels_path), "run_dir": str(run_dir), "config": config}
     env = {"VFMLAB_WEIGHTS_DIR": str(tmp_path / "weights"), "OMP_NUM_THREADS": "2"}

@@ -29,14 +29,17 @@ def hq_mask_decoder(sam_decoder: nn.Module) -> nn.Module:
     """An HQ decoder carrying ``sam_decoder``'s weights (same transformer and token layout)."""
     from segment_anything_hq.modeling import MaskDecoderHQ
 
-    decoder = MaskDecoderHQ(
-        transformer_dim=sam_decoder.transformer_dim,
-        transformer=sam_decoder.transformer,
-        num_multimask_outputs=sam_decoder.num_multimask_outputs,
-        iou_head_depth=sam_decoder.iou_prediction_head.num_layers,
-        iou_head_hidden_dim=sam_decoder.iou_prediction_head.layers[0].out_features,
-        vit_dim=EARLY_CHANNELS,
-    )
+    # A fixed seed for the fresh HQ parts: every build of the un-tuned model gives the same masks.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        decoder = MaskDecoderHQ(
+            transformer_dim=sam_decoder.transformer_dim,
+            transformer=sam_decoder.transformer,
+            num_multimask_outputs=sam_decoder.num_multimask_outputs,
+            iou_head_depth=sam_decoder.iou_prediction_head.num_layers,
+            iou_head_hidden_dim=sam_decoder.iou_prediction_head.layers[0].out_features,
+            vit_dim=EARLY_CHANNELS,
+        )
     missing, unexpected = decoder.load_state_dict(sam_decoder.state_dict(), strict=False)
     assert not unexpected and all(f"mask_decoder.{k}".startswith(HQ_PARAMETER_PREFIXES) for k in missing)
     output_layer = decoder.hf_mlp.layers[-1]
