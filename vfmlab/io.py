@@ -8,12 +8,12 @@ a truncated file under the requested name.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic import atomic_path
 from .errors import InputError
 from .volume import Volume
 
@@ -182,16 +182,8 @@ def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Pat
     suffix = full_suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(f"cannot write '{suffix}' files; use one of {', '.join(WRITE_SUFFIXES)}", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory (atomic rename) and same suffix (SimpleITK picks the writer from it).
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(to_sitk(volume), temp_name, compress)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=suffix) as temp:  # SimpleITK picks the writer from the suffix
+        sitk.WriteImage(to_sitk(volume), str(temp), compress)
     return path
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data folder beside the repository, and fresh MRML scenes."""
+"""Shared fixtures: the real data folder beside the repository, fresh MRML scenes, a small real CT head,
+one torch thread per test module, hand-driven Qt timers."""
 from __future__ import annotations
 
 import os
@@ -26,3 +27,63 @@ def scene():
     scene = new_scene()
     yield scene
     scene.Clear(1)
+
+
+@pytest.fixture(scope="module")
+def small_head(shared_data, tmp_path_factory) -> Path:
+    """The CT head at half resolution (32 x 32 x 47 voxels, HU + 1024): small enough for every model on CPU."""
+    import numpy as np
+
+    from vfmlab.io import read_volume, write_volume
+    from vfmlab.volume import Volume
+
+    head = read_volume(shared_data / "vtkdata" / "headsq_quarter.nrrd")
+    small = Volume(np.ascontiguousarray(head.array[::2, ::2, ::2]), tuple(2 * s for s in head.spacing),
+                   head.origin, head.direction, "small_head")
+    return write_volume(small, tmp_path_factory.mktemp("volume") / "small_head.nrrd")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The machine's cores are shared with job subprocesses: one thread avoids OpenMP oversubscription stalls."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class FakeTimer:
+    """The part of ``qt.QTimer`` that ``BackgroundProcess`` uses; the test fires it by hand."""
+
+    def __init__(self):
+        self.slots = []
+        self.active = False
+        self.timeout = self  # the ``timeout`` signal: ``timer.timeout.connect(slot)``
+
+    def connect(self, slot):
+        self.slots.append(slot)
+
+    def start(self, msec):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    def fire(self):
+        for slot in self.slots:
+            slot()
+
+
+class FakeTimers(list):
+    """A ``timer_factory``: each call makes a :class:`FakeTimer` and keeps it, newest last."""
+
+    def __call__(self) -> FakeTimer:
+        self.append(FakeTimer())
+        return self[-1]
+
+
+@pytest.fixture
+def fake_timers() -> FakeTimers:
+    return FakeTimers()

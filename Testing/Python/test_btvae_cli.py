@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import slicerio
-import torch
 from PIL import Image
 
 from vfmlab import mrml
@@ -16,12 +15,7 @@ from vfmlab.cli import main
 from vfmlab.io import read_labels, read_volume
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

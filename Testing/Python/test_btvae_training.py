@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vfmlab.btvae.checkpoint import load_trained
 from vfmlab.btvae.config import TrainConfig
@@ -20,13 +19,7 @@ from vfmlab.errors import InputError
 from vfmlab.jobs import Job, read_events
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The machine's cores are shared: one thread per process avoids OpenMP oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,10 @@ from vfmlab.cameras import CaptureSet
 from vfmlab.cli import main
 from vfmlab.dvr.checkpoints import RunDir
 from vfmlab.dvr.inference import TrainedRun
-from vfmlab.io import read_volume, write_volume
 from vfmlab.mrml.volume_rendering import volume_rendering_logic
 from vfmlab.render.capture import RenderSettings, render_file
 from vfmlab.render.images import read_rgb
 from vfmlab.render.poses import Orbit
-from vfmlab.volume import Volume
 
 REPO = Path(__file__).resolve().parents[2]
 VFMLAB = str(Path(sys.executable).with_name("vfmlab"))
@@ -36,14 +34,6 @@ def wait_for(condition, timeout: float = 120.0, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return False
-
-
-@pytest.fixture(scope="module")
-def small_head(shared_data, tmp_path_factory) -> Path:
-    head = read_volume(shared_data / "vtkdata" / "headsq_quarter.nrrd")
-    small = Volume(np.ascontiguousarray(head.array[::2, ::2, ::2]), tuple(2 * s for s in head.spacing),
-                   head.origin, head.direction, "small_head")
-    return write_volume(small, tmp_path_factory.mktemp("volume") / "small_head.nrrd")
 
 
 @pytest.fixture(scope="module")
@@ -132,28 +122,6 @@ def test_bad_runs_and_captures_give_one_line_errors(tmp_path):
     assert result.returncode == 2 and "cameras.json" in result.stderr and "Traceback" not in result.stderr
 
 
-class FakeTimer:
-    """The part of qt.QTimer that BackgroundProcess uses, driven by the test."""
-
-    def __init__(self):
-        self.slots = []
-        self.active = False
-        self.timeout = self
-
-    def connect(self, slot):
-        self.slots.append(slot)
-
-    def start(self, msec):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-    def fire(self):
-        for slot in self.slots:
-            slot()
-
-
 @pytest.fixture
 def dvr_logic_module():
     sys.path.insert(0, str(REPO / "VFMVolumeLab"))
@@ -166,15 +134,10 @@ def dvr_logic_module():
 
 
 def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(small_head, tmp_path, scene,
-                                                                               dvr_logic_module):
+                                                                               dvr_logic_module, fake_timers):
     volume_node = mrml.load_volume_node(scene, small_head, name="head")
-    timers = []
-
-    def timer_factory():
-        timers.append(FakeTimer())
-        return timers[-1]
-
-    logic = dvr_logic_module.DeepDVRLogic(scene, timer_factory=timer_factory, python=sys.executable)
+    timers = fake_timers
+    logic = dvr_logic_module.DeepDVRLogic(scene, timer_factory=fake_timers, python=sys.executable)
     captures = logic.capture_now(volume_node, tmp_path / "captures", views=6, size=24, preset="CT-Bone", shift=1024.0)
     capture = json.loads((captures / "cameras.json").read_text())
     assert len(capture["views"]) == 6 and capture["volume_sha256"]

@@ -210,32 +210,6 @@ def test_read_events_of_missing_workdir_is_empty(tmp_path: Path) -> None:
     assert read_events(tmp_path / "never-started") == []
 
 
-class FakeSignal:
-    def __init__(self) -> None:
-        self.slots: list = []
-
-    def connect(self, slot) -> None:
-        self.slots.append(slot)
-
-
-class FakeTimer:
-    """Stands in for qt.QTimer; the test fires it by hand."""
-
-    def __init__(self) -> None:
-        self.timeout = FakeSignal()
-        self.active = False
-
-    def start(self, msec: int) -> None:
-        self.active = True
-
-    def stop(self) -> None:
-        self.active = False
-
-    def fire(self) -> None:
-        for slot in self.timeout.slots:
-            slot()
-
-
 @pytest.fixture
 def background_process_cls():
     sys.path.insert(0, str(REPO / "VFMVolumeLab"))
@@ -247,12 +221,11 @@ def background_process_cls():
         sys.path.remove(str(REPO / "VFMVolumeLab"))
 
 
-def drive(timer: FakeTimer) -> None:
+def drive(timer) -> None:
     assert wait_for(lambda: timer.fire() or not timer.active), "on_done never fired"
 
 
-def test_background_process_dispatches_progress_and_done(tmp_path: Path, background_process_cls) -> None:
-    timer = FakeTimer()
+def test_background_process_dispatches_progress_and_done(tmp_path: Path, background_process_cls, fake_timers) -> None:
     progress, kinds, done = [], [], []
     process = background_process_cls(
         "sleep",
@@ -262,8 +235,9 @@ def test_background_process_dispatches_progress_and_done(tmp_path: Path, backgro
         on_progress=lambda fraction, message: progress.append((round(fraction, 3), message)),
         on_event=lambda event: kinds.append(event.kind),
         on_done=lambda state, outcome: done.append((state, outcome)),
-        timer_factory=lambda: timer,
+        timer_factory=fake_timers,
     )
+    timer = fake_timers[-1]
     process.start()
     assert timer.active and process.is_running
     drive(timer)
@@ -274,8 +248,7 @@ def test_background_process_dispatches_progress_and_done(tmp_path: Path, backgro
     assert not process.is_running
 
 
-def test_background_process_cancel(tmp_path: Path, background_process_cls) -> None:
-    timer = FakeTimer()
+def test_background_process_cancel(tmp_path: Path, background_process_cls, fake_timers) -> None:
     done = []
     process = background_process_cls(
         "sleep",
@@ -283,8 +256,9 @@ def test_background_process_cancel(tmp_path: Path, background_process_cls) -> No
         tmp_path,
         python=sys.executable,
         on_done=lambda state, outcome: done.append((state, outcome)),
-        timer_factory=lambda: timer,
+        timer_factory=fake_timers,
     )
+    timer = fake_timers[-1]
     process.start()
     process.cancel()
     drive(timer)

@@ -212,3 +212,16 @@ def test_failed_write_keeps_the_existing_file(tmp_path, oblique_flipped, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["keep.nrrd"]
     with pytest.raises(InputError, match="cannot write"):
         write_volume(oblique_flipped, tmp_path / "v.png")
+
+
+def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path):
+    import torch
+
+    from vfmlab.atomic import save_torch
+
+    target = save_torch({"epoch": 1, "weights": torch.ones(3)}, tmp_path / "last.pt")
+    with pytest.raises(Exception):  # a lambda cannot be pickled: the save fails midway
+        save_torch({"epoch": 2, "weights": torch.zeros(3), "hook": lambda: None}, target)
+    state = torch.load(target, weights_only=True)
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

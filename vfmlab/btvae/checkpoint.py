@@ -6,8 +6,6 @@ they hold tensors and plain JSON-like values only, so loading one cannot run cod
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vfmlab.atomic import save_torch
 from vfmlab.errors import InputError
 
 from .config import TrainConfig
@@ -24,19 +23,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 PRETRAINED_FILE = "pretrained.pt"
 MODEL_FORMAT = "vfmlab-btvae/1"
-
-
-def save_atomic(payload: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load_file(path: Path, what: str) -> dict[str, Any]:
@@ -69,7 +55,7 @@ class TrainedModel:
 
 
 def save_trained(path: Path, trained: TrainedModel) -> Path:
-    return save_atomic(
+    return save_torch(
         {
             "format": MODEL_FORMAT,
             "model_name": trained.name,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vfmlab.errors import InputError
-from vfmlab.weights.registry import write_json_atomic
+from vfmlab.atomic import save_torch, write_json
 
 from .checkpoint import (
     CHECKPOINT_FILE,
@@ -25,7 +25,6 @@ from .checkpoint import (
     PRETRAINED_FILE,
     TrainedModel,
     load_file,
-    save_atomic,
     save_trained,
 )
 from .config import TrainConfig
@@ -60,12 +59,12 @@ def _start(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[str, A
     if not resume:
         for name in _RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
-        write_json_atomic(run_dir / CONFIG_FILE, identity)
+        write_json(run_dir / CONFIG_FILE, identity)
         return None
     stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) if (run_dir / CONFIG_FILE).is_file() else None
     if stored is not None and stored != _plain(identity):
         raise InputError("was started with other settings; resume it with the same ones or start a new run", run_dir)
-    write_json_atomic(run_dir / CONFIG_FILE, identity)
+    write_json(run_dir / CONFIG_FILE, identity)
     if not (run_dir / CHECKPOINT_FILE).is_file():
         return None
     return load_file(run_dir / CHECKPOINT_FILE, "training checkpoint")
@@ -111,7 +110,7 @@ def pretrain_run(
     ctx = RunContext(run_dir, identity, config.data.seed, config.pretrain.epochs, reporter or NullReporter(),
                      config.checkpoint_every, resume_state=state, history=list(state["history"]) if state else [])
     _pretrain(model, spec, slices, split, config, ctx, device)
-    save_atomic({"format": MODEL_FORMAT, "identity": identity, "state_dict": model.state_dict()}, target)
+    save_torch({"format": MODEL_FORMAT, "identity": identity, "state_dict": model.state_dict()}, target)
     _write_history(run_dir, ctx.history)
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return target
@@ -138,7 +137,7 @@ def train_run(
     started = time.perf_counter()
     state = _start(run_dir, identity, resume)
     slices, split = prepare_data(sources, label, config, slices)
-    write_json_atomic(run_dir / SPLIT_FILE, {**split.to_dict(), "names": slices.names})
+    write_json(run_dir / SPLIT_FILE, {**split.to_dict(), "names": slices.names})
     device = resolve_device(config.device)
     torch.manual_seed(config.data.seed)
     model = build_model(model_name, config.model).to(device)
@@ -180,7 +179,7 @@ def train_run(
     model.cpu()
     save_trained(run_dir / MODEL_FILE, TrainedModel(model_name, model, config, str(label), metrics))
     _write_history(run_dir, ctx.history)
-    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     for name in ("dice", "iou", "precision", "recall"):
         reporter.metric(name, metrics[name])

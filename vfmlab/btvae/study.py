@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vfmlab.errors import InputError
-from vfmlab.weights.registry import write_json_atomic
+from vfmlab.atomic import write_json
 
 from .config import TrainConfig
 from .data import load_sources
@@ -97,7 +97,7 @@ def run_study(
 
 def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / TABLE_JSON, {"columns": list(TABLE_COLUMNS), "rows": rows})
+    write_json(out_dir / TABLE_JSON, {"columns": list(TABLE_COLUMNS), "rows": rows})
     temp = out_dir / f".{TABLE_CSV}.tmp"
     with open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from vfmlab.atomic import save_torch
 from vfmlab.errors import VfmlabError
 
-from .checkpoint import CHECKPOINT_FILE, MODEL_FORMAT, save_atomic
+from .checkpoint import CHECKPOINT_FILE, MODEL_FORMAT
 from .losses import LossParts
 
 
@@ -68,7 +69,7 @@ class RunContext:
         return self.run_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self, stage: str, epoch: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        save_atomic(
+        save_torch(
             {
                 "format": MODEL_FORMAT,
                 "identity": self.identity,

@@ -95,6 +95,10 @@ class TrainingSet:
                 self._lattice["value"] = RayLattice(sample_distance, tuple(near))
         return self._lattice["value"]
 
+    def use_ray_lattice(self, lattice) -> None:
+        """Take a lattice found elsewhere (another DDP rank) instead of rendering to find it."""
+        self._lattice["value"] = lattice
+
     def size_for(self, height: int) -> tuple[int, int]:
         """(width, height) at ``height`` rows keeping the captures' aspect ratio."""
         view = self.views[0]

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import atomic
 from ..errors import InputError
 
 CONFIG = "config.json"
@@ -44,7 +43,7 @@ class RunDir:
         return json.loads(path.read_text())
 
     def write_config(self, config: dict) -> None:
-        atomic_write_text(self.file(CONFIG), json.dumps(config, indent=1))
+        atomic.write_text(self.file(CONFIG), json.dumps(config, indent=1))
 
     def metrics(self) -> list[dict]:
         path = self.file(METRICS)
@@ -65,7 +64,7 @@ class RunDir:
     def keep_metrics_through(self, epoch: int) -> None:
         """Drop metric rows after ``epoch`` (a resumed run repeats epochs its checkpoint did not hold)."""
         rows = [row for row in self.metrics() if row.get("epoch", 0) <= epoch]
-        atomic_write_text(self.file(METRICS), "".join(json.dumps(row) + "\n" for row in rows))
+        atomic.write_text(self.file(METRICS), "".join(json.dumps(row) + "\n" for row in rows))
 
     def request_stop(self) -> None:
         self.file(STOP).write_text("stop requested\n")
@@ -77,15 +76,9 @@ class RunDir:
         self.file(STOP).unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """``torch.save`` into a temporary file beside ``path``, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    _atomic(path, lambda handle: torch.save(state, handle))
-    return path
+    return atomic.save_torch(state, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -99,17 +92,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model_state" not in state or "model" not in state:
         raise InputError("is not a DeepDVR checkpoint (no model state)", path)
     return state
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

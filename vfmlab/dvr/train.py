@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from pytorch_msssim import ssim
 
+from .. import atomic
 from ..errors import InputError
 from ..jobs import Reporter, register_task
 from .captures import TrainingSet, load_training_set, write_image
-from .checkpoints import BEST, LAST, TF_JSON, TF_VP, RunDir, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoints import BEST, LAST, TF_JSON, TF_VP, RunDir, load_checkpoint, save_checkpoint
 from .models import RenderOptions, VolumeInput, build_model, config_dict, model_config
 from .transfer_functions import ScalarDomain
 
@@ -158,6 +159,16 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.network = DistributedDataParallel(self.model)
+            self._share_ray_lattice()
+
+    def _share_ray_lattice(self) -> None:
+        """Rank 0 alone runs the offscreen VTK render that finds the captures' ray lattice; the others
+        receive it, so only one process per run opens an OpenGL context."""
+        import torch.distributed as dist
+
+        shared = [self.data.ray_lattice() if self.dist.main else None]
+        dist.broadcast_object_list(shared, src=0)
+        self.data.use_ray_lattice(shared[0])
 
     # -- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -305,7 +316,7 @@ def export_lookup_tf(run_dir: str | Path, checkpoint: str = BEST) -> dict:
     run = RunDir(run_dir)
     tf = learned_tf(load_checkpoint(run.file(checkpoint)))
     data = {**tf.to_dict(), "source": str(run.file(checkpoint))}
-    atomic_write_text(run.file(TF_JSON), json.dumps(data, indent=1))
+    atomic.write_text(run.file(TF_JSON), json.dumps(data, indent=1))
     write_vp_file(tf, run.file(TF_VP))
     return data
 
@@ -379,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result))
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no rank leaves while rank 0 still writes the run's last files
         torch.distributed.destroy_process_group()
     return 0
 

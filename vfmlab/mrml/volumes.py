@@ -1,7 +1,6 @@
 """Volume nodes ⇄ :class:`vfmlab.volume.Volume`, geometry exact (the node's IJK→RAS matrix is kept)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from ..io import check_finite, check_volume_file
 from ..volume import Volume
@@ -134,18 +134,14 @@ def write_with_storage_node(node, storage, path: str | Path) -> Path:
     so an existing file is replaced only by a complete one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name
-    extension = name[name.index("."):] if "." in name else ""
-    temp = path.with_name(f".{name}.partial{extension}")
-    storage.SetFileName(str(temp))
     storage.SetUseCompression(1)
     try:
-        if not storage.WriteData(node):
-            raise InputError(f"could not write '{node.GetName()}'", path)
-        os.replace(temp, path)
+        with atomic_path(path, suffix=name[name.index("."):] if "." in name else "") as temp:
+            storage.SetFileName(str(temp))
+            if not storage.WriteData(node):
+                raise InputError(f"could not write '{node.GetName()}'", path)
     finally:
-        temp.unlink(missing_ok=True)
         storage.SetFileName(str(path))
     return path
 

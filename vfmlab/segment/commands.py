@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..cli import Command
 from ..errors import InputError
 
@@ -174,16 +174,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(f"{v:>12.4f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temp = args.out.with_name(f".{args.out.name}.tmp")
         if args.out.suffix == ".json":
-            temp.write_text(json.dumps(rows, indent=1))
+            atomic.write_json(args.out, rows)
         else:
-            with temp.open("w", newline="") as handle:
+            with atomic.atomic_path(args.out) as temp, temp.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, columns)
                 writer.writeheader()
                 writer.writerows(rows)
-        os.replace(temp, args.out)
     return 0
 
 

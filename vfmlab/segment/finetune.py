@@ -10,7 +10,6 @@ with the best mean validation Dice is kept.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import save_torch
 from ..errors import InputError
 from ..jobs import register_task
 from ..volume import Volume
@@ -134,14 +134,8 @@ def cached_embeddings(engine: VolumeSegmenter, config: FinetuneConfig, indices: 
         if on_progress:
             verb = "cached features of" if cached else "encoding"
             on_progress(0.2 * (count + 1) / len(indices), f"{verb} slice {count + 1}/{len(indices)} (encoder frozen)")
-    save_atomic(stored, path)
+    save_torch(stored, path)
     return embeddings
-
-
-def save_atomic(payload: dict, path: Path) -> None:
-    temp = path.with_name(f".{path.name}.partial")
-    torch.save(payload, temp)
-    os.replace(temp, path)
 
 
 def finetune(
@@ -187,7 +181,7 @@ def finetune(
     baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
     best = max((h["mean_val_dice"] for h in history), default=float(np.mean(list(baseline.values()))))
     if not best_path.is_file():
-        save_atomic(segmenter.model.state_dict(), best_path)  # the un-tuned model, until an epoch beats it
+        save_torch(segmenter.model.state_dict(), best_path)  # the un-tuned model, until an epoch beats it
     rng = np.random.default_rng(config.seed + start_epoch)
     for epoch in range(start_epoch, config.epochs):
         began = time.time()
@@ -212,8 +206,8 @@ def finetune(
         history.append(record)
         if record["mean_val_dice"] > best:
             best = record["mean_val_dice"]
-            save_atomic(segmenter.model.state_dict(), best_path)
-        save_atomic({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
+            save_torch(segmenter.model.state_dict(), best_path)
+        save_torch({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
                     last_path)
         (run_dir / "history.json").write_text(json.dumps(history, indent=1))
         if on_epoch:

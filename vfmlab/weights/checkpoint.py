@@ -1,17 +1,16 @@
 """Loading checkpoints without running their code, and checking they fit the expected architecture."""
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vfmlab.atomic import atomic_path
 from vfmlab.errors import WeightsError
 from vfmlab.weights import registry
 from vfmlab.weights.files import Progress, resolve, sha256_of
@@ -192,7 +191,8 @@ def register_user_model(
     read_checkpoint(draft, source)
     folder.mkdir(parents=True, exist_ok=True)
     if source.resolve() != dest.resolve():
-        _copy_atomic(source, dest)
+        with atomic_path(dest) as temp:
+            shutil.copyfile(source, temp)
     entry = replace(draft, sha256=sha256_of(dest), size_bytes=dest.stat().st_size)
 
     others = []
@@ -205,11 +205,3 @@ def register_user_model(
     return entry
 
 
-def _copy_atomic(source: Path, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vfmlab.errors import WeightsError
-from vfmlab.weights.registry import ENV_VAR, ModelEntry, cache_dir, get_entry, write_json_atomic
+from vfmlab.atomic import write_json
+from vfmlab.weights.registry import ENV_VAR, ModelEntry, cache_dir, get_entry
 
 PINS_FILE = "pinned_sha256.json"
 CHUNK = 1 << 20
@@ -110,7 +111,7 @@ def _pins() -> dict[str, str]:
 def _pin(filename: str, sha256: str) -> None:
     pins = _pins()
     pins[filename] = sha256
-    write_json_atomic(_pins_path(), pins)
+    write_json(_pins_path(), pins)
 
 
 def _expected_sha256(entry: ModelEntry) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+from vfmlab.atomic import write_json
 from vfmlab.errors import WeightsError
 
 ENV_VAR = "VFMLAB_WEIGHTS_DIR"
@@ -165,19 +165,7 @@ def user_entries() -> tuple[ModelEntry, ...]:
 
 def write_user_entries(entries: list[ModelEntry]) -> None:
     """Replace ``user_models.json``; written to a temp file first so a crash cannot truncate it."""
-    write_json_atomic(_user_registry_path(), {"schema": 1, "models": [e.to_json() for e in entries]})
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON next to ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_json(_user_registry_path(), {"schema": 1, "models": [e.to_json() for e in entries]})
 
 
 def list_models() -> list[ModelEntry]:
