@@ -136,9 +136,10 @@ def fit(
         row = {"stage": stage, "epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()}}
         ctx.history.append(row)
         ctx.epochs_done += 1
+        # Checkpoint first: an epoch the user saw reported survives a cancel that comes right after.
+        if (epoch + 1) % ctx.checkpoint_every == 0 or epoch + 1 == settings.epochs:
+            ctx.save_checkpoint(stage, epoch + 1, module, optimizer)
         ctx.reporter.metric(f"{stage}_loss", row["loss"], epoch + 1)
         ctx.reporter.progress(
             ctx.epochs_done / ctx.total_epochs, f"{stage} epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4g}"
         )
-        if (epoch + 1) % ctx.checkpoint_every == 0 or epoch + 1 == settings.epochs:
-            ctx.save_checkpoint(stage, epoch + 1, module, optimizer)
