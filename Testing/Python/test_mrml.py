@@ -9,7 +9,9 @@ import vtk
 
 from vfmlab import mrml
 from vfmlab.errors import InputError
+from vfmlab.dvr.transfer_functions import PiecewiseTF
 from vfmlab.io import read_labels, read_volume, write_volume
+from vfmlab.mrml.transfer_functions import load_volume_property_node, tf_from_volume_property, write_vp_file
 from vfmlab.mrml.volumes import matrix_to_numpy, numpy_to_matrix
 from vfmlab.volume import Volume
 
@@ -56,6 +58,36 @@ def test_load_volume_failure_leaves_scene_intact(tmp_path, scene):
     with pytest.raises(InputError, match="bad.nrrd"):
         mrml.load_volume_node(scene, bad)
     assert scene.GetNumberOfNodes() == before
+
+
+@pytest.mark.parametrize("loader, file_name", [
+    (mrml.load_segmentation_node, "bad.seg.nrrd"),
+    (load_volume_property_node, "bad.vp"),
+])
+def test_unreadable_segmentation_or_vp_leaves_scene_intact(tmp_path, scene, loader, file_name):
+    bad = tmp_path / file_name
+    bad.write_text("not a Slicer file\n")
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match=file_name):
+        loader(scene, bad)
+    assert scene.GetNumberOfNodes() == before
+    assert bad.read_text() == "not a Slicer file\n"
+
+
+def test_vp_file_keeps_the_tf_in_slicers_unit_distance(tmp_path, scene):
+    """.vp files and scenes do not store the unit distance, so the TF is written per 1 mm."""
+    tf = PiecewiseTF([[-100, 0.1, 0.2, 0.3], [300, 0.9, 0.5, 0.1]], [[-100, 0.0], [200, 0.3], [300, 0.7]],
+                     unit_distance=2.5)
+    path = write_vp_file(tf, tmp_path / "tf" / "learned.vp")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["learned.vp"]  # no partial file left behind
+    back = tf_from_volume_property(load_volume_property_node(scene, path).GetVolumeProperty())
+    assert back.unit_distance == 1.0
+    np.testing.assert_allclose(back.color, tf.color)
+    # a 5 mm slab is as opaque with the file's TF as with the original one
+    slab_mm = 5.0
+    np.testing.assert_allclose((1 - back.opacity[:, 1]) ** (slab_mm / 1.0),
+                               (1 - tf.opacity[:, 1]) ** (slab_mm / 2.5), rtol=1e-6)
+    assert back.opacity[1, 1] < tf.opacity[1, 1]  # thinner unit → lower opacity per unit
 
 
 def test_linear_parent_transform_is_applied(scene, oblique):

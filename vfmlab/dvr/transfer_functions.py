@@ -110,6 +110,18 @@ class PiecewiseTF:
         rgb = np.stack([np.interp(values, self.color[:, 0], self.color[:, c]) for c in (1, 2, 3)], axis=-1)
         return rgb, np.interp(values, self.opacity[:, 0], self.opacity[:, 1])
 
+    def at_unit_distance(self, unit_distance: float) -> "PiecewiseTF":
+        """The same TF with opacities per ``unit_distance`` mm: ``α' = 1 - (1 - α)^(d'/d)``.
+
+        Exact at the points; between them the linear interpolation of ``α'`` differs slightly from the
+        converted interpolation of ``α`` (negligible for a 256-entry lookup table).
+        """
+        if unit_distance <= 0:
+            raise InputError(f"the scalar opacity unit distance must be positive, not {unit_distance}")
+        alpha = np.clip(self.opacity[:, 1], 0.0, MAX_OPACITY)
+        converted = 1.0 - (1.0 - alpha) ** (unit_distance / self.unit_distance)
+        return PiecewiseTF(self.color, np.column_stack([self.opacity[:, 0], converted]), unit_distance)
+
     @classmethod
     def from_table(cls, colors: np.ndarray, opacities: np.ndarray, domain: ScalarDomain,
                    unit_distance: float = 1.0) -> "PiecewiseTF":

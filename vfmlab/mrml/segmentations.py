@@ -20,6 +20,7 @@ from .volumes import (
     image_data_from_array,
     node_ijk_to_world,
     numpy_to_matrix,
+    read_with_storage_node,
     write_with_storage_node,
 )
 
@@ -217,17 +218,10 @@ def load_segmentation_node(scene, path: str | Path, name: str | None = None):
     path = Path(path)
     if not path.is_file():
         raise InputError("does not exist", path)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
     node = slicer.vtkMRMLSegmentationNode()
     node.SetName(scene.GenerateUniqueName(name or path.name.split(".")[0]))
-    scene.AddNode(storage)
-    scene.AddNode(node)
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise InputError("could not be read as a Slicer segmentation", path)
+    read_with_storage_node(scene, node, slicer.vtkMRMLSegmentationStorageNode(), path,
+                           "could not be read as a Slicer segmentation")
     node.CreateDefaultDisplayNodes()
     return node
 

@@ -20,6 +20,9 @@ from ..dvr.transfer_functions import PiecewiseTF
 from ..errors import InputError
 from ..volume import Volume
 from . import volume_rendering as vr
+from .volumes import attached_storage_node, read_with_storage_node, write_with_storage_node
+
+SLICER_UNIT_DISTANCE = 1.0  # mm: VTK's default scalar opacity unit distance, the one Slicer's files imply
 
 
 def volume_property(tf: PiecewiseTF) -> vtk.vtkVolumeProperty:
@@ -43,29 +46,29 @@ def tf_from_volume_property(prop: vtk.vtkVolumeProperty) -> PiecewiseTF:
                        prop.GetScalarOpacityUnitDistance())
 
 
+def slicer_tf(tf: PiecewiseTF) -> PiecewiseTF:
+    """``tf`` with opacities per 1 mm, VTK's default unit distance.
+
+    Neither ``.vp`` files nor ``.mrml`` scenes store a volume property's scalar opacity unit distance,
+    so a TF handed to Slicer must mean the same at 1 mm to survive saving and reloading.
+    """
+    return tf.at_unit_distance(SLICER_UNIT_DISTANCE)
+
+
 def add_volume_property_node(scene, tf: PiecewiseTF, name: str = "DeepDVR learned TF"):
-    """A new ``vtkMRMLVolumePropertyNode`` in ``scene`` holding ``tf``."""
+    """A new ``vtkMRMLVolumePropertyNode`` in ``scene`` holding ``tf`` (as :func:`slicer_tf`)."""
     node = slicer.vtkMRMLVolumePropertyNode()
     node.SetName(scene.GenerateUniqueName(name))
     scene.AddNode(node)
-    vr.apply_transfer_function(node.GetVolumeProperty(), tf.to_dict())
+    vr.apply_transfer_function(node.GetVolumeProperty(), slicer_tf(tf).to_dict())
     node.CalculateEffectiveRange()
     return node
 
 
 def save_volume_property_node(node, path: str | Path) -> Path:
     """Write a Slicer ``.vp`` file through ``vtkMRMLVolumePropertyStorageNode`` (kept attached to the node)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage = node.GetStorageNode()
-    if storage is None:
-        storage = slicer.vtkMRMLVolumePropertyStorageNode()
-        node.GetScene().AddNode(storage)
-        node.SetAndObserveStorageNodeID(storage.GetID())
-    storage.SetFileName(str(path))
-    if not storage.WriteData(node):
-        raise InputError(f"could not write volume property '{node.GetName()}'", path)
-    return path
+    storage = attached_storage_node(node, "vtkMRMLVolumePropertyStorageNode")
+    return write_with_storage_node(node, storage, path)
 
 
 def load_volume_property_node(scene, path: str | Path):
@@ -73,18 +76,29 @@ def load_volume_property_node(scene, path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise InputError("does not exist", path)
+    check_vp_file(path)
     node = slicer.vtkMRMLVolumePropertyNode()
     node.SetName(scene.GenerateUniqueName(path.stem))
-    storage = slicer.vtkMRMLVolumePropertyStorageNode()
-    scene.AddNode(storage)
-    scene.AddNode(node)
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise InputError("is not a readable Slicer volume property (.vp) file", path)
+    read_with_storage_node(scene, node, slicer.vtkMRMLVolumePropertyStorageNode(), path,
+                           "is not a readable Slicer volume property (.vp) file")
     return node
+
+
+def check_vp_file(path: Path) -> None:
+    """Refuse a file that is not in Slicer's ``.vp`` layout.
+
+    Slicer's reader accepts any text and leaves default functions in the node, so a wrong file would
+    pass for a transfer function. The layout: lines of numbers, and among them the scalar opacity,
+    gradient opacity and colour functions, each ``N v1 ... vN``.
+    """
+    problem = "is not a Slicer volume property (.vp) file: expected lines of numbers with 'N v1 ... vN' functions"
+    try:
+        rows = [[float(token) for token in line.split()] for line in path.read_text().splitlines() if line.strip()]
+    except (UnicodeDecodeError, ValueError):
+        raise InputError(problem, path) from None
+    functions = [row for row in rows if len(row) > 1 and row[0] == len(row) - 1]
+    if len(functions) < 3:
+        raise InputError(problem, path)
 
 
 def write_vp_file(tf: PiecewiseTF, path: str | Path) -> Path:
@@ -115,7 +129,7 @@ def apply_to_volume_rendering(volume_node, tf: PiecewiseTF, method: str = "cpu",
     own_logic = logic is None
     logic = logic or vr.volume_rendering_logic(scene)
     try:
-        display = vr.show_volume(logic, volume_node, method, transfer_function=tf.to_dict())
+        display = vr.show_volume(logic, volume_node, method, transfer_function=slicer_tf(tf).to_dict())
     finally:
         if own_logic:
             logic.SetMRMLScene(None)

@@ -1,6 +1,7 @@
 """Volume nodes ⇄ :class:`vfmlab.volume.Volume`, geometry exact (the node's IJK→RAS matrix is kept)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,23 +108,38 @@ def load_volume_node(scene, path: str | Path, name: str | None = None, labelmap:
     path = Path(path)
     check_volume_file(path)
     node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
     node.SetName(scene.GenerateUniqueName(name or path.name.split(".")[0]))
+
+    def check_voxels(node) -> None:
+        if node.GetImageData() is None:
+            raise InputError("could not be read by Slicer's volume reader", path)
+        check_finite(array_from_image_data(node.GetImageData()), path)
+
+    read_with_storage_node(scene, node, slicer.vtkMRMLVolumeArchetypeStorageNode(), path,
+                           "could not be read by Slicer's volume reader", check_voxels)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def read_with_storage_node(scene, node, storage, path: Path, problem: str,
+                           check: Callable[[object], None] = lambda node: None):
+    """Add ``node`` and ``storage`` to ``scene`` and read ``path`` into the node.
+
+    When reading fails (``problem`` names why) or ``check(node)`` raises an :class:`InputError`, both
+    nodes are removed again, so a bad file leaves the scene as it was.
+    """
+    storage.SetFileName(str(path))
     scene.AddNode(storage)
     scene.AddNode(node)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetImageData() is None:
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise InputError("could not be read by Slicer's volume reader", path)
     try:
-        check_finite(array_from_image_data(node.GetImageData()), path)
+        if not storage.ReadData(node):
+            raise InputError(problem, path)
+        check(node)
     except InputError:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
         raise
-    node.CreateDefaultDisplayNodes()
     return node
 
 
