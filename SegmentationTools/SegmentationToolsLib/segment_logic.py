@@ -161,6 +161,13 @@ def metrics_rows(volume_node, segmentation_node, segment_ids: list[str], referen
     return rows
 
 
+def panel_finetune_config(epochs: int, train_decoder: bool) -> dict:
+    """The panel's fine-tuning settings: mini-batches of 4 with a cosine decay, and the learning rate that
+    worked for each choice in ``bench/segment_bench.py`` (the whole decoder needs a smaller one)."""
+    return {"epochs": epochs, "train_decoder": train_decoder, "batch_size": 4, "cosine_schedule": True,
+            "learning_rate": 3e-4 if train_decoder else 3e-3}
+
+
 def finetune_job_params(volume_node, segmentation_node, segment_ids: list[str], run_dir, config: dict,
                         register_as: str | None = None) -> dict:
     """Write the volume and the chosen segments as files in ``run_dir`` and return the

@@ -268,7 +268,7 @@ class PromptSegmentSection:
             listing.addItem(item)
 
     def onFinetune(self) -> None:
-        from SegmentationToolsLib.segment_logic import finetune_job_params
+        from SegmentationToolsLib.segment_logic import finetune_job_params, panel_finetune_config
         from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
 
         listing = self.ui.segFinetuneSegmentsList
@@ -280,7 +280,8 @@ class PromptSegmentSection:
             run_dir = Path(slicer.app.temporaryPath) / "VFMVolumeLab" / "finetune" / self.ui.segFinetuneNameLineEdit.text
             params = finetune_job_params(self.ui.segVolumeSelector.currentNode(),
                                          self.ui.segSegmentationSelector.currentNode(), segment_ids, run_dir,
-                                         {"epochs": int(self.ui.segFinetuneEpochsSpinBox.value)},
+                                         panel_finetune_config(int(self.ui.segFinetuneEpochsSpinBox.value),
+                                                               self.ui.segFinetuneDecoderCheckBox.checked),
                                          register_as=self.ui.segFinetuneNameLineEdit.text)
             self.finetune_process = BackgroundProcess("segment-finetune", params, run_dir / "job",
                                                       module="vfmlab.segment.finetune",

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import slicerio
+import torch
 
 from vfmlab.cli import main
 from vfmlab.io import read_labels, read_volume
@@ -91,3 +92,29 @@ def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatc
 
     tuned = build_segmenter("kidney_pancreas_hq", device="cpu")
     assert tuned.name == "kidney_pancreas_hq" and tuned.hq
+
+
+def test_finetune_cli_mini_batches_and_cosine_schedule(tmp_path, sample, capsys, monkeypatch):
+    monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
+    ct_path, labels_path, _, _ = sample
+    run_dir = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}",
+                 "--max-slices", "6", "--epochs", "2", "--batch-size", "2", "--cosine", "--lr", "1e-3",
+                 "--device", "cpu", "--out", str(run_dir)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["train_slices"] == 4 and summary["held_out_slices"] == 2 and summary["epochs_run"] == 2
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    assert last["scheduler"]["last_epoch"] == 2 * 2  # 4 training slices in batches of 2, for 2 epochs
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reached its end
+    assert main(["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}",
+                 "--batch-size", "0", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_learning_rate_factor_is_constant_or_cosine():
+    from vfmlab.segment.finetune import FinetuneConfig, learning_rate_factor
+
+    constant = learning_rate_factor(FinetuneConfig(epochs=4), steps_per_epoch=5)
+    cosine = learning_rate_factor(FinetuneConfig(epochs=4, cosine_schedule=True), steps_per_epoch=5)
+    assert [constant(s) for s in (0, 10, 20)] == [1.0, 1.0, 1.0]
+    assert [cosine(s) for s in (0, 10, 20, 30)] == pytest.approx([1.0, 0.5, 0.0, 0.0])

@@ -192,6 +192,8 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=1, help="prompts per optimiser step (default 1)")
+    parser.add_argument("--cosine", action="store_true", help="decay the learning rate to 0 over the run (cosine)")
     parser.add_argument("--train-decoder", action="store_true", help="train the whole mask decoder, not only the HQ parts")
     parser.add_argument("--max-slices", type=int, help="at most this many slices per segment (evenly spaced)")
     parser.add_argument("--register", metavar="NAME", help="register the best checkpoint as user model NAME")
@@ -210,7 +212,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     volume = read_volume(args.volume)
     labels = read_labels(args.labels, volume)
     config = FinetuneConfig(model=args.model, segments=_parse_label_map(args.segments), axis=args.axis, epochs=args.epochs,
-                            learning_rate=args.lr, train_decoder=args.train_decoder,
+                            learning_rate=args.lr, batch_size=args.batch_size, cosine_schedule=args.cosine,
+                            train_decoder=args.train_decoder,
                             max_slices_per_segment=args.max_slices, device=args.device)
     with tqdm(total=100, unit="%", file=sys.stderr) as bar:
         def progress(fraction: float, message: str) -> None:

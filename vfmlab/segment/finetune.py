@@ -10,6 +10,7 @@ with the best mean validation Dice is kept.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import save_torch
+from ..atomic import save_torch, write_json
 from ..errors import InputError
 from ..jobs import register_task
 from ..volume import Volume
@@ -35,6 +36,8 @@ class FinetuneConfig:
     epochs: int = 10
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
+    batch_size: int = 1  # prompts whose losses are averaged before each optimiser step
+    cosine_schedule: bool = False  # decay the learning rate to 0 over the run (cosine), else keep it
     train_decoder: bool = False  # also train the SAM part of the mask decoder
     validation_fraction: float = 0.3
     max_slices_per_segment: int | None = None  # subsample slices (evenly) to bound CPU time
@@ -100,6 +103,14 @@ def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: Finetune
     return Prompt(box=(min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])))
 
 
+def learning_rate_factor(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Multiplier of the learning rate after ``step`` optimiser steps (constant, or cosine to 0)."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if not config.cosine_schedule:
+        return lambda step: 1.0
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
 def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSample]) -> dict[str, float]:
     """Mean Dice per segment on held-out slices, prompted with the reference box."""
     scores: dict[str, list[float]] = {}
@@ -160,6 +171,8 @@ def finetune(
     run_dir.mkdir(parents=True, exist_ok=True)
     if not config.segments:
         raise InputError("name at least one segment to fine-tune on (name=label value)")
+    if config.batch_size < 1:
+        raise InputError(f"the batch size must be at least 1, not {config.batch_size}")
     segmenter = segmenter or build_segmenter(config.model, device=config.device)
     engine = VolumeSegmenter(segmenter, volume)
     labels_view = engine.stack(config.axis).view(labels)
@@ -168,6 +181,8 @@ def finetune(
 
     parameters = trainable_parameters(segmenter, config.train_decoder)
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config, steps_per_epoch))
     loss_function = DiceCELoss(sigmoid=True)
     history: list[dict] = []
     start_epoch = 0
@@ -176,6 +191,7 @@ def finetune(
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         segmenter.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
         history = json.loads((run_dir / "history.json").read_text())
     baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
@@ -187,17 +203,21 @@ def finetune(
         began = time.time()
         segmenter.model.train()
         losses = []
-        for position in rng.permutation(len(train)):
-            sample = train[position]
-            embedding = embeddings[sample.index]
-            low_res, _ = segmenter.decode(embedding, training_prompt(sample.mask, rng, config), multimask=False)
-            logits = segmenter.upscale(low_res, embedding)
-            target = torch.as_tensor(sample.mask, dtype=torch.float32, device=logits.device)[None, None]
-            loss = loss_function(logits, target)
+        order = rng.permutation(len(train))
+        for batch in np.array_split(order, steps_per_epoch):
             optimizer.zero_grad()
-            loss.backward()
+            for position in batch:
+                sample = train[position]
+                embedding = embeddings[sample.index]
+                low_res, _ = segmenter.decode(embedding, training_prompt(sample.mask, rng, config), multimask=False)
+                logits = segmenter.upscale(low_res, embedding)
+                target = torch.as_tensor(sample.mask, dtype=torch.float32, device=logits.device)[None, None]
+                # slices differ in size, so the batch is accumulated prompt by prompt
+                loss = loss_function(logits, target)
+                (loss / len(batch)).backward()
+                losses.append(loss.item())
             optimizer.step()
-            losses.append(loss.item())
+            scheduler.step()
         segmenter.model.eval()
         val = validate(segmenter, embeddings, held_out)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val,
@@ -207,9 +227,9 @@ def finetune(
         if record["mean_val_dice"] > best:
             best = record["mean_val_dice"]
             save_torch(segmenter.model.state_dict(), best_path)
-        save_torch({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
-                    last_path)
-        (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+        save_torch({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1}, last_path)
+        write_json(run_dir / "history.json", history)
         if on_epoch:
             on_epoch(record)
         if on_progress:
@@ -219,7 +239,7 @@ def finetune(
                "baseline_dice": baseline, "best_mean_val_dice": best,
                "improved": best > float(np.mean(list(baseline.values()))) + 1e-6,
                "epochs_run": len(history), "best_checkpoint": str(best_path)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 
