@@ -39,8 +39,8 @@ def run(ctx) -> None:
         seed = int(present[len(present) // 2])
         seeds[organ] = seed
         result = propagate(engine, "axial", seed, Prompt(box=box_of(reference[seed])), config)
-        covered = range(seed - FAST_RANGE, seed + FAST_RANGE + 1) if ctx.fast else present
-        scored = [k for k in covered if k in set(present.tolist())]
+        # fast mode scores the slices it may reach; both modes take the same path (and types) from here
+        scored = [int(k) for k in present if not ctx.fast or abs(k - seed) <= FAST_RANGE]
         truth = engine.to_volume_mask("axial", {k: reference[k] for k in scored})
         upper = engine.to_volume_mask("axial", {
             k: engine.segment_slice("axial", k, Prompt(box=box_of(reference[k]))).mask for k in scored})
