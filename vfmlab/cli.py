@@ -54,6 +54,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     with tqdm(unit="step", file=sys.stderr) as progress:
         summary = run_demo(args.out, inputs, progress, fast=args.fast)
     print(f"demo written to {args.out.resolve()}: open {summary['scene']} in 3D Slicer, index.html in a browser")
+    failed = [name for name, passed in summary["checks"].items() if not passed]
+    if failed:
+        print("demo checks failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

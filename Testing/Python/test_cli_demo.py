@@ -124,3 +124,16 @@ def test_sample_data_missing_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VFMLAB_SAMPLE_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(Exception, match="VFMLAB_SAMPLE_DATA"):
         sample_data.sample_ct_path()
+
+
+def test_demo_exits_nonzero_and_names_a_failed_check(tmp_path, monkeypatch, capsys):
+    import vfmlab.demo
+
+    def demo_with_a_failed_check(out_dir, inputs, progress, fast):
+        return {"scene": "scene.mrml", "checks": {"volume geometry identical after reload": True,
+                                                  "LiteMedSAM spleen: propagated Dice above 0.8": False}}
+
+    monkeypatch.setattr(vfmlab.demo, "run_demo", demo_with_a_failed_check)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 1
+    error = capsys.readouterr().err
+    assert "LiteMedSAM spleen" in error and "geometry" not in error
