@@ -50,5 +50,19 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
-    """JSON (indented) atomically; returns the path written."""
-    return write_text(path, json.dumps(payload, indent=2))
+    """JSON (indented) atomically; returns the path written.
+
+    numpy scalars and arrays and paths are written as plain numbers, lists and strings: summaries
+    gather them from numpy code, and one stray ``int64`` must not lose a finished run's record.
+    """
+    return write_text(path, json.dumps(payload, indent=1, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json
 from .errors import InputError
 
 CAMERAS_FILE = "cameras.json"
@@ -99,8 +100,7 @@ class CaptureSet:
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CAMERAS_FILE
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        path.write_text(json.dumps(data, indent=1))
-        return path
+        return write_json(path, data)
 
     @classmethod
     def load(cls, folder_or_file: str | Path) -> "CaptureSet":

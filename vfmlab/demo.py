@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import sample_data
+from .atomic import write_json
 from .errors import InputError
 from .io import check_labels, stem
 from .report import Report, swatch
@@ -162,7 +163,7 @@ def run_demo(out_dir: str | Path, inputs: DemoInputs | None = None, progress=Non
             ctx.report.paragraph(f"{'PASS' if passed else 'FAIL'}: {check}", status=passed)
         ctx.report.write(staging / "index.html")
         ctx.summary["checks"] = ctx.checks
-        (staging / "summary.json").write_text(json.dumps(ctx.summary, indent=1))
+        write_json(staging / "summary.json", ctx.summary)
         for item in staging.iterdir():
             target = out_dir / item.name
             if target.is_dir():

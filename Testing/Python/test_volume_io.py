@@ -225,3 +225,18 @@ def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path):
     state = torch.load(target, weights_only=True)
     assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_json_records_take_numpy_values_and_keep_the_old_file_on_error(tmp_path):
+    import json
+
+    from vfmlab.atomic import write_json
+
+    path = write_json(tmp_path / "summary.json", {"slices": [np.int64(82), np.int64(111)], "passed": np.bool_(True),
+                                                  "dice": np.float32(0.5), "box": np.arange(3), "file": tmp_path})
+    assert json.loads(path.read_text()) == {"slices": [82, 111], "passed": True, "dice": 0.5, "box": [0, 1, 2],
+                                            "file": str(tmp_path)}
+    with pytest.raises(TypeError, match="set"):
+        write_json(path, {"segments": {"liver"}})
+    assert json.loads(path.read_text())["slices"] == [82, 111]
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

@@ -43,7 +43,7 @@ class RunDir:
         return json.loads(path.read_text())
 
     def write_config(self, config: dict) -> None:
-        atomic.write_text(self.file(CONFIG), json.dumps(config, indent=1))
+        atomic.write_json(self.file(CONFIG), config)
 
     def metrics(self) -> list[dict]:
         path = self.file(METRICS)

@@ -7,9 +7,9 @@ against held-out captures. ``--fast``: fewer and smaller views, fewer epochs.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
+
+from ..atomic import write_json
 
 PRESET = "CT-AAA"
 VIEWS, SIZE, EPOCHS = 16, 96, 20
@@ -74,7 +74,7 @@ def run(ctx) -> None:
                           "train_seconds": sum(m["seconds"] for m in metrics),
                           "slicer_rerender_ssim": dict(zip([data.views[i].image for i in held_out], scores)),
                           "transfer_function": "deepdvr/run/learned_tf.vp"}
-    (folder / "summary.json").write_text(json.dumps(ctx.summary["dvr"], indent=1))
+    write_json(folder / "summary.json", ctx.summary["dvr"])
     ctx.checks[f"DeepDVR: learned TF re-rendered by Slicer matches held-out captures (SSIM >= {SSIM_CHECK})"] = \
         bool(min(scores) >= SSIM_CHECK)
 

@@ -2,9 +2,9 @@
 scored against the captures), or a deep model's rendered views as image nodes."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..atomic import write_json
 from ..io import stem
 from ..weights.files import sha256_of
 from .captures import rgb8, write_image
@@ -55,6 +55,6 @@ def export_run(run_dir: str | Path, volume_path: str | Path, out_dir: str | Path
         summary["note"] = "the volume is not the captured one: the TF was applied, no SSIM against captures"
     scene_path = mrml.save_scene(scene, out_dir / "scene.mrml")
     summary["scene"] = str(scene_path)
-    (out_dir / "export.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "export.json", summary)
     return summary
 

@@ -316,7 +316,7 @@ def export_lookup_tf(run_dir: str | Path, checkpoint: str = BEST) -> dict:
     run = RunDir(run_dir)
     tf = learned_tf(load_checkpoint(run.file(checkpoint)))
     data = {**tf.to_dict(), "source": str(run.file(checkpoint))}
-    atomic.write_text(run.file(TF_JSON), json.dumps(data, indent=1))
+    atomic.write_json(run.file(TF_JSON), data)
     write_vp_file(tf, run.file(TF_VP))
     return data
 

@@ -14,7 +14,6 @@ Output folder::
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_json
 from ..cameras import CAMERAS_FILE, CaptureSet
 from ..errors import InputError, WeightsError
 from ..render.images import read_label_png, read_rgb, write_rgb_png
@@ -132,7 +132,7 @@ def probe_captures(
         _write_csv(out_dir / "metrics.csv", METRIC_FIELDS, metric_rows)
     if head_rows:
         _write_csv(out_dir / "heads.csv", HEAD_FIELDS, head_rows)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "summary.json", summary)
     from .report import write_probe_report
 
     write_probe_report(out_dir, summary)

@@ -9,12 +9,12 @@ finds DINO's heads split the balls by colour while CLIP's and SAM's maps barely 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_json
 from ..report import Report
 from ..volume import Volume
 from .registry import get_spec
@@ -122,7 +122,7 @@ def run_three_balls(
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "summary.json", summary)
     _write_report(out_dir, summary, probed)
     report(1.0, "three balls done")
     return summary
