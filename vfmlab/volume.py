@@ -6,7 +6,7 @@ its geometry in RAS, exactly as a Slicer volume node does:
     IJK→RAS = [[D · diag(spacing), origin], [0, 0, 0, 1]]
 
 where the columns of ``direction`` (D) are the RAS directions of the I, J and K axes. The voxel
-array is stored as ``(K, J, I)`` — slowest axis first — which is what ``slicer.util.arrayFromVolume``
+array is stored as ``(K, J, I)`` — slowest axis first — which is what Slicer's ``arrayFromVolume``
 and ``SimpleITK.GetArrayFromImage`` return, so arrays move between the three without transposes.
 """
 from __future__ import annotations

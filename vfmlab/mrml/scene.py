@@ -1,10 +1,13 @@
-"""Scenes: what the Slicer application sets up at start-up, done by hand when running without it."""
+"""Scenes: what the Slicer application sets up at start-up (done by hand when running without it),
+saving and loading them, and reading or writing any node through its storage node."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import slicer
 
+from ..atomic import atomic_path
 from ..errors import InputError
 
 
@@ -77,3 +80,54 @@ def load_scene(mrml_path: str | Path, scene=None):
     if not scene.Import():
         raise InputError("is not a readable MRML scene", mrml_path)
     return scene
+
+
+def read_with_storage_node(scene, node, storage, path: Path, problem: str,
+                           check: Callable[[object], None] = lambda node: None):
+    """Add ``node`` and ``storage`` to ``scene`` and read ``path`` into the node.
+
+    When reading fails (``problem`` names why) or ``check(node)`` raises an :class:`InputError`, both
+    nodes are removed again, so a bad file leaves the scene as it was.
+    """
+    storage.SetFileName(str(path))
+    scene.AddNode(storage)
+    scene.AddNode(node)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    try:
+        if not storage.ReadData(node):
+            raise InputError(problem, path)
+        check(node)
+    except InputError:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise
+    return node
+
+
+def write_with_storage_node(node, storage, path: str | Path) -> Path:
+    """Write ``node`` through ``storage`` to ``path`` atomically; the storage node then points at ``path``.
+
+    The data goes to a temporary name with the same extension first (the writer is chosen by it),
+    so an existing file is replaced only by a complete one.
+    """
+    path = Path(path)
+    name = path.name
+    storage.SetUseCompression(1)
+    try:
+        with atomic_path(path, suffix=name[name.index("."):] if "." in name else "") as temp:
+            storage.SetFileName(str(temp))
+            if not storage.WriteData(node):
+                raise InputError(f"could not write '{node.GetName()}'", path)
+    finally:
+        storage.SetFileName(str(path))
+    return path
+
+
+def attached_storage_node(node, storage_class: str | None = None):
+    """The node's storage node, created (of ``storage_class`` or the node's default) when it has none."""
+    storage = node.GetStorageNode()
+    if storage is None:
+        storage = getattr(slicer, storage_class)() if storage_class else node.CreateDefaultStorageNode()
+        node.GetScene().AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    return storage

@@ -14,15 +14,8 @@ import slicer
 import vtk
 
 from ..errors import InputError
-from .volumes import (
-    array_from_image_data,
-    attached_storage_node,
-    image_data_from_array,
-    node_ijk_to_world,
-    numpy_to_matrix,
-    read_with_storage_node,
-    write_with_storage_node,
-)
+from .scene import attached_storage_node, read_with_storage_node, write_with_storage_node
+from .volumes import array_from_image_data, image_data_from_array, node_ijk_to_world, numpy_to_matrix
 
 
 class SegmentMode(str, Enum):

@@ -20,7 +20,7 @@ from ..dvr.transfer_functions import PiecewiseTF
 from ..errors import InputError
 from ..volume import Volume
 from . import volume_rendering as vr
-from .volumes import attached_storage_node, read_with_storage_node, write_with_storage_node
+from .scene import attached_storage_node, read_with_storage_node, write_with_storage_node
 
 SLICER_UNIT_DISTANCE = 1.0  # mm: VTK's default scalar opacity unit distance, the one Slicer's files imply
 

@@ -104,11 +104,24 @@ def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: Finetune
 
 
 def learning_rate_factor(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Multiplier of the learning rate after ``step`` optimiser steps (constant, or cosine to 0)."""
+    """Multiplier of the learning rate after ``step`` optimiser steps (constant, or cosine to 0).
+
+    Not ``CosineAnnealingLR``: its saved state keeps the old length and it climbs again past it, so a
+    run resumed with more epochs would not decay to 0 at its new end.
+    """
     total = max(1, config.epochs * steps_per_epoch)
     if not config.cosine_schedule:
         return lambda step: 1.0
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def prompt_loss(segmenter: PromptSegmenter, embedding: ImageEmbedding, mask: np.ndarray, prompt: Prompt,
+                loss_function: Callable) -> torch.Tensor:
+    """The loss of one prompted slice against its reference ``mask`` (rows, cols); differentiable."""
+    low_res, _ = segmenter.decode(embedding, prompt, multimask=False)
+    logits = segmenter.upscale(low_res, embedding)
+    target = torch.as_tensor(mask, dtype=torch.float32, device=logits.device)[None, None]
+    return loss_function(logits, target)
 
 
 def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSample]) -> dict[str, float]:
@@ -206,14 +219,10 @@ def finetune(
         order = rng.permutation(len(train))
         for batch in np.array_split(order, steps_per_epoch):
             optimizer.zero_grad()
-            for position in batch:
-                sample = train[position]
-                embedding = embeddings[sample.index]
-                low_res, _ = segmenter.decode(embedding, training_prompt(sample.mask, rng, config), multimask=False)
-                logits = segmenter.upscale(low_res, embedding)
-                target = torch.as_tensor(sample.mask, dtype=torch.float32, device=logits.device)[None, None]
-                # slices differ in size, so the batch is accumulated prompt by prompt
-                loss = loss_function(logits, target)
+            # slices differ in size, so the batch is accumulated prompt by prompt
+            for sample in [train[position] for position in batch]:
+                loss = prompt_loss(segmenter, embeddings[sample.index], sample.mask,
+                                   training_prompt(sample.mask, rng, config), loss_function)
                 (loss / len(batch)).backward()
                 losses.append(loss.item())
             optimizer.step()
