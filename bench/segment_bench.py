@@ -1,28 +1,36 @@
 """Segmentation benchmark: encoder time per slice, prompt latency with a cached embedding, propagation time
 per slice, and Dice per organ on the TotalSegmentator example CT — LiteMedSAM propagated from one box vs the
 true box on every slice, and HQ-LiteMedSAM fine-tuned on other slices vs un-tuned
-(HQ parts only, and with the whole mask decoder). Prints JSON.
+(HQ parts only, and with the whole mask decoder); and LiteMedSAM's image encoder in torch fp32 against
+ONNX Runtime on the same slices (``encoder_backends``; alone, in about a minute, with ``--encoder-only``).
+Prints JSON.
 
     python bench/segment_bench.py [--data ../shared/data] [--out bench/results/segment.json] [--epochs 16]
+    python bench/segment_bench.py --encoder-only
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 from vfmlab.io import read_labels, read_volume
-from vfmlab.metrics import segment_metrics
+from vfmlab.metrics import overlap_metrics, segment_metrics
 from vfmlab.segment.finetune import FinetuneConfig, finetune
 from vfmlab.segment.propagate import box_of, propagate
+from vfmlab.segment.encoder_backends import record_path
 from vfmlab.segment.registry import build_segmenter
-from vfmlab.segment.segmenter import Prompt
+from vfmlab.segment.segmenter import Prompt, PromptSegmenter
 from vfmlab.segment.volume_segmenter import VolumeSegmenter
+from vfmlab.weights import ENV_VAR
 
 ORGANS = {"liver": 5, "spleen": 1, "kidney_right": 2, "kidney_left": 3, "aorta": 52, "pancreas": 7}
 
@@ -49,46 +57,79 @@ def organ_run(engine: VolumeSegmenter, reference: np.ndarray) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--epochs", type=int, default=16)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    ct = read_volume(args.data / "totalseg" / "example_ct.nii.gz")
-    labels = read_labels(args.data / "totalseg" / "example_seg_fast_force_split.nii.gz", ct)
-    results: dict = {"machine": {"threads": torch.get_num_threads(), "device": "cpu"}}
-
-    segmenter = build_segmenter("litemedsam", device="cpu")
-    engine = VolumeSegmenter(segmenter, ct)
-    image = engine.slice_image("axial", 90)
-    segmenter.encode(image)  # warm-up
+def timed(function, repeats: int):
+    """Median seconds of ``repeats`` calls of ``function()``, and its last result."""
     timings = []
-    for _ in range(3):
+    for _ in range(repeats):
         began = time.perf_counter()
-        embedding = segmenter.encode(image)
+        result = function()
         timings.append(time.perf_counter() - began)
-    latency = []
-    for _ in range(10):
+    return float(np.median(timings)), result
+
+
+def onnx_export_timings() -> tuple[PromptSegmenter, dict]:
+    """A LiteMedSAM with its encoder in ONNX Runtime, exported into a fresh temporary cache, and the
+    seconds of the one-time export and of a later load from the cache."""
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {ENV_VAR: cache}):
         began = time.perf_counter()
-        segmenter.predict(embedding, Prompt(box=(40, 30, 80, 70)))
-        latency.append(time.perf_counter() - began)
-    results["litemedsam_encoder_seconds_per_slice"] = float(np.median(timings))
-    results["litemedsam_prompt_to_mask_ms_cached"] = 1000 * float(np.median(latency))
-    results["speedup_cached_vs_encode"] = float(np.median(timings) / np.median(latency))
+        onnx = build_segmenter("litemedsam", device="cpu", backend="onnx")
+        onnx.encode_image.load()  # the cache is empty: this exports
+        first_load = time.perf_counter() - began
+        record = json.loads(record_path(onnx.encode_image.path).read_text())
+        began = time.perf_counter()
+        build_segmenter("litemedsam", device="cpu", backend="onnx").encode_image.load()
+        cached_load = time.perf_counter() - began
+    return onnx, {"export_seconds": record["export_seconds"], "build_and_export_seconds": first_load,
+                  "build_and_load_from_cache_seconds": cached_load}
 
-    labels_view = engine.stack("axial").view(labels)
-    results["litemedsam_organs"] = {name: organ_run(engine, labels_view == value) for name, value in ORGANS.items()}
-    print(json.dumps(results["litemedsam_organs"], indent=1), flush=True)
 
+def encoder_backends(ct, labels, repeats: int = 3) -> dict:
+    """LiteMedSAM's encoder in torch fp32 and in ONNX Runtime on the middle slice of each organ: seconds per
+    slice (median over slices of the median of ``repeats``, after a warm-up, the backends taking turns on
+    each slice), the one-time export, and per slice the largest embedding difference and the Dice between
+    the two backends' masks for the organ's box."""
+    onnx, export = onnx_export_timings()
+    reference = build_segmenter("litemedsam", device="cpu", backend="torch")
+    engine = VolumeSegmenter(reference, ct)
+    masks = {organ: engine.stack("axial").view(labels) == value for organ, value in ORGANS.items()}
+    slices = {organ: middle_slice(mask) for organ, mask in masks.items()}
+    first = engine.slice_image("axial", slices["liver"])
+    reference.encode(first), onnx.encode(first)  # warm-up: first-call allocations, ORT's memory arena
+    seconds, per_slice = {"torch": [], "onnx": []}, {}
+    for organ, index in slices.items():
+        image = engine.slice_image("axial", index)
+        torch_s, slow = timed(lambda: reference.encode(image), repeats)
+        onnx_s, fast = timed(lambda: onnx.encode(image), repeats)
+        seconds["torch"].append(torch_s)
+        seconds["onnx"].append(onnx_s)
+        prompt = Prompt(box=box_of(masks[organ][index]))
+        per_slice[organ] = {
+            "slice": index, "torch_seconds": torch_s, "onnx_seconds": onnx_s,
+            "mask_dice": overlap_metrics(onnx.predict(fast, prompt).mask, reference.predict(slow, prompt).mask)["dice"],
+            "max_abs_embedding_difference": float((fast.features - slow.features).abs().max()),
+        }
+    torch_s, onnx_s = float(np.median(seconds["torch"])), float(np.median(seconds["onnx"]))
+    return {
+        "model": "litemedsam", "threads": torch.get_num_threads(), "repeats": repeats,
+        "torch_fp32_seconds_per_slice": torch_s, "onnx_seconds_per_slice": onnx_s,
+        "onnx_over_torch": onnx_s / torch_s, "goal_onnx_over_torch": 0.55, **export,
+        "min_mask_dice_onnx_vs_torch": min(s["mask_dice"] for s in per_slice.values()), "per_slice": per_slice,
+    }
+
+
+def middle_slice(mask: np.ndarray) -> int:
+    present = np.flatnonzero(mask.any(axis=(1, 2)))
+    return int(present[len(present) // 2])
+
+
+def finetune_runs(ct, labels, epochs: int, runs_dir: Path) -> dict:
+    """HQ-LiteMedSAM fine-tuned on three organs: held-out Dice before, per epoch and at its best, and seconds."""
     # HQ-SAM's protocol (HQ parts only) and the whole mask decoder; mini-batches of 4, cosine decay
     settings = {"hq_parts": dict(learning_rate=3e-3),
                 "hq_parts_and_decoder": dict(learning_rate=3e-4, train_decoder=True)}
-    runs_dir = (args.out.parent if args.out else Path("bench/results")) / "segment_finetune_runs"
-    results["hq_litemedsam_finetune"] = {}
+    runs = {}
     for name, setting in settings.items():
-        config = FinetuneConfig(segments={"kidney_right": 2, "pancreas": 7, "aorta": 52}, epochs=args.epochs,
+        config = FinetuneConfig(segments={"kidney_right": 2, "pancreas": 7, "aorta": 52}, epochs=epochs,
                                 batch_size=4, cosine_schedule=True, max_slices_per_segment=14, device="cpu", **setting)
         run_dir = runs_dir / name
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +139,7 @@ def main() -> None:
         began = time.perf_counter()
         summary = finetune(ct, labels, config, run_dir)
         history = json.loads((run_dir / "history.json").read_text())
-        results["hq_litemedsam_finetune"][name] = {
+        runs[name] = {
             "config": {key: getattr(config, key) for key in ("learning_rate", "batch_size", "cosine_schedule",
                                                              "train_decoder", "epochs")},
             "segments": config.segments, "held_out_dice_untuned": summary["baseline_dice"],
@@ -110,11 +151,51 @@ def main() -> None:
             "seconds": time.perf_counter() - began,
             "train_slices": summary["train_slices"], "held_out_slices": summary["held_out_slices"],
         }
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--encoder-only", action="store_true", help="only the torch vs ONNX Runtime encoder part")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    ct = read_volume(args.data / "totalseg" / "example_ct.nii.gz")
+    labels = read_labels(args.data / "totalseg" / "example_seg_fast_force_split.nii.gz", ct)
+    results: dict = {"machine": {"threads": torch.get_num_threads(), "device": "cpu"}}
+    results["encoder_backends"] = encoder_backends(ct, labels)
+    print(json.dumps(results["encoder_backends"], indent=1), flush=True)
+    if args.encoder_only:
+        write(results, args.out)
+        return
+
+    segmenter = build_segmenter("litemedsam", device="cpu")
+    results["litemedsam_encoder_backend"] = segmenter.backend
+    engine = VolumeSegmenter(segmenter, ct)
+    image = engine.slice_image("axial", 90)
+    segmenter.encode(image)  # warm-up
+    encode_seconds, embedding = timed(lambda: segmenter.encode(image), 3)
+    prompt_seconds, _ = timed(lambda: segmenter.predict(embedding, Prompt(box=(40, 30, 80, 70))), 10)
+    results["litemedsam_encoder_seconds_per_slice"] = encode_seconds
+    results["litemedsam_prompt_to_mask_ms_cached"] = 1000 * prompt_seconds
+    results["speedup_cached_vs_encode"] = encode_seconds / prompt_seconds
+
+    labels_view = engine.stack("axial").view(labels)
+    results["litemedsam_organs"] = {name: organ_run(engine, labels_view == value) for name, value in ORGANS.items()}
+    print(json.dumps(results["litemedsam_organs"], indent=1), flush=True)
+
+    runs_dir = (args.out.parent if args.out else Path("bench/results")) / "segment_finetune_runs"
+    results["hq_litemedsam_finetune"] = finetune_runs(ct, labels, args.epochs, runs_dir)
+    print(json.dumps(results, indent=1))
+    write(results, args.out)
+
+
+def write(results: dict, out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -191,15 +191,14 @@ def read_labels(path: str | Path, reference: Volume, atol: float = 1e-3) -> np.n
     """Read an integer label map that lies on ``reference``'s voxel grid; returns a ``(K, J, I)`` array."""
     path = Path(path)
     labels = read_volume(path)
-    check_labels(labels.array, reference, path)
     if not labels.same_geometry(reference, atol=atol):
-        raise InputError(
-            "label map geometry differs from the volume's (origin/spacing/direction): "
-            f"label IJK→RAS {np.round(labels.ijk_to_ras, 4).tolist()} vs volume "
-            f"{np.round(reference.ijk_to_ras, 4).tolist()}; resample it onto the volume first",
-            path,
-        )
-    return labels.array.astype(np.int32, copy=False)
+        try:  # the same grid stored in another voxel order (e.g. written from Slicer's view of a left-handed file)
+            labels = reference.with_array(labels.array_on_grid(reference.ijk_to_ras, reference.array.shape, atol))
+        except InputError as error:
+            check_labels(labels.array, reference, path)  # a plain shape mismatch says so first
+            raise InputError(f"label map geometry differs from the volume's: {error}", path) from None
+    check_labels(labels.array, reference, path)
+    return np.ascontiguousarray(labels.array.astype(np.int32, copy=False))
 
 
 def check_labels(labels: np.ndarray, reference: Volume, source: str | Path | None = None) -> None:

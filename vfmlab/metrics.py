@@ -16,13 +16,12 @@ def _as_batch(mask: np.ndarray):
     return torch.as_tensor(np.ascontiguousarray(mask), dtype=torch.float32)[None, None]
 
 
-def segment_metrics(prediction: np.ndarray, reference: np.ndarray, spacing=None) -> dict[str, float]:
-    """Metrics of one binary mask against its reference (same shape; 2D or 3D; spacing in array axis order).
+def overlap_metrics(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Dice, IoU, precision, recall and voxel counts of one binary mask against its reference (same shape).
 
-    HD95 is ``nan`` when either mask is empty (the distance is undefined), and Dice of two empty
-    masks is 1 (nothing to find, nothing found).
+    Dice of two empty masks is 1 (nothing to find, nothing found).
     """
-    from monai.metrics import compute_hausdorff_distance, get_confusion_matrix
+    from monai.metrics import get_confusion_matrix
 
     prediction, reference = np.asarray(prediction, bool), np.asarray(reference, bool)
     if prediction.shape != reference.shape:
@@ -33,16 +32,26 @@ def segment_metrics(prediction: np.ndarray, reference: np.ndarray, spacing=None)
         return numerator / denominator if denominator else empty
 
     both_empty = 1.0 if not prediction.any() and not reference.any() else 0.0
-    metrics = {
+    return {
         "dice": ratio(2 * tp, 2 * tp + fp + fn, both_empty),
         "iou": ratio(tp, tp + fp + fn, both_empty),
         "precision": ratio(tp, tp + fp, both_empty),
         "recall": ratio(tp, tp + fn, both_empty),
-        "hd95_mm": float("nan"),
         "predicted_voxels": int(tp + fp),
         "reference_voxels": int(tp + fn),
     }
-    if prediction.any() and reference.any():
+
+
+def segment_metrics(prediction: np.ndarray, reference: np.ndarray, spacing=None) -> dict[str, float]:
+    """:func:`overlap_metrics` plus HD95 in mm (spacing in array axis order; 2D or 3D).
+
+    HD95 is ``nan`` when either mask is empty (the distance is undefined).
+    """
+    from monai.metrics import compute_hausdorff_distance
+
+    metrics = overlap_metrics(prediction, reference)
+    metrics["hd95_mm"] = float("nan")
+    if metrics["predicted_voxels"] and metrics["reference_voxels"]:
         distance = compute_hausdorff_distance(_as_batch(prediction), _as_batch(reference), include_background=True,
                                               percentile=95, spacing=None if spacing is None else list(spacing))
         metrics["hd95_mm"] = float(distance.item())

@@ -104,6 +104,37 @@ class Volume:
             )
         return Volume(array, self.spacing, self.origin, self.direction, name or self.name)
 
+    def array_on_grid(self, ijk_to_ras: np.ndarray, shape_kji: tuple[int, int, int], atol: float = 1e-3) -> np.ndarray:
+        """This volume's voxels re-indexed onto another grid that holds the same voxel centres.
+
+        Two readers can order one file's voxels differently (Slicer's reader reverses an axis of a
+        left-handed NRRD, SimpleITK keeps the file's order), so an array is only meaningful with its
+        own IJK→RAS. This maps it exactly (transposes and flips, no interpolation) onto the grid given
+        by ``ijk_to_ras`` and ``(K, J, I)`` shape, and refuses a grid that is physically different.
+        """
+        to_target = np.linalg.inv(np.asarray(ijk_to_ras, float)) @ self.ijk_to_ras  # our IJK → target IJK
+        linear, offset = np.rint(to_target[:3, :3]), np.rint(to_target[:3, 3])
+        target_ijk_shape = np.asarray(shape_kji)[::-1]
+        source_ijk_shape = np.asarray(self.shape_ijk)
+        is_reordering = (
+            np.allclose(to_target[:3, :3], linear, atol=atol) and np.allclose(to_target[:3, 3], offset, atol=atol)
+            and (np.abs(linear).sum(axis=0) == 1).all() and (np.abs(linear).sum(axis=1) == 1).all()
+        )
+        source_axis = np.abs(linear).argmax(axis=1)  # for each target IJK axis, ours that runs along it
+        sign = linear[np.arange(3), source_axis]
+        if is_reordering:
+            is_reordering = (source_ijk_shape[source_axis] == target_ijk_shape).all() and all(
+                offset[b] == (0 if sign[b] > 0 else target_ijk_shape[b] - 1) for b in range(3))
+        if not is_reordering:
+            raise InputError(
+                f"the array's voxel grid (IJK→RAS {np.round(self.ijk_to_ras, 4).tolist()}, shape "
+                f"{self.array.shape}) is not the target grid (IJK→RAS {np.round(ijk_to_ras, 4).tolist()}, shape "
+                f"{tuple(shape_kji)}) in another voxel order; resample it onto the volume first"
+            )
+        out = self.array.transpose([2 - int(source_axis[2 - n]) for n in range(3)])  # numpy axes are K, J, I
+        flipped = [n for n in range(3) if sign[2 - n] < 0]
+        return np.flip(out, axis=flipped) if flipped else out
+
     def same_geometry(self, other: "Volume", atol: float = 1e-4) -> bool:
         """True when both volumes sample the same physical grid."""
         return self.array.shape == other.array.shape and np.allclose(

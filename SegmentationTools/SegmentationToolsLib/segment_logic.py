@@ -105,7 +105,8 @@ class SegmentSession:
         previous = None
         if mode != "new" and segment_id is not None and segmentation_node.GetSegmentation().GetSegment(segment_id):
             previous = mrml.segment_mask(segmentation_node, segment_id, self.volume_node)
-        written = mrml.add_segment(segmentation_node, mask, self.volume_node, name, mode=mode, segment_id=segment_id)
+        written = mrml.add_segment(segmentation_node, self.volume.with_array(mask), self.volume_node, name, mode=mode,
+                                   segment_id=segment_id)
         self._undo.append(UndoStep(segmentation_node, written, mode == "new", previous, f"{mode} {name}"))
         del self._undo[: -self.max_undo]
         return written

@@ -19,6 +19,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def weights_cache_of_the_session(tmp_path_factory):
+    """Tests never write the user's weights cache: ONNX exports (made on a model's first encode) and
+    downloads go to one folder per test session; tests that need an empty cache set their own."""
+    before = os.environ.get("VFMLAB_WEIGHTS_DIR")
+    os.environ["VFMLAB_WEIGHTS_DIR"] = str(tmp_path_factory.mktemp("weights"))
+    yield
+    if before is None:
+        os.environ.pop("VFMLAB_WEIGHTS_DIR", None)
+    else:
+        os.environ["VFMLAB_WEIGHTS_DIR"] = before
+
+
 @pytest.fixture
 def scene():
     """A fresh headless MRML scene from the slicer-core wheel, set up as the Slicer app would."""

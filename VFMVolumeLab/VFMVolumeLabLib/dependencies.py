@@ -53,6 +53,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("pillow>=10", "PIL"),
     Package("matplotlib>=3.7", "matplotlib"),
     Package("scipy>=1.10", "scipy"),
+    Package("onnxruntime==1.32.0", "onnxruntime"),
+    Package("onnx==1.23.2", "onnx"),
 )
 # Packages that must not be replaced by pip while installing the others: Slicer's own SimpleITK,
 # and the torch build the PyTorch extension chose.

@@ -14,6 +14,7 @@ import slicer
 import vtk
 
 from ..errors import InputError
+from ..volume import Volume
 from .scene import attached_storage_node, read_with_storage_node, write_with_storage_node
 from .volumes import array_from_image_data, image_data_from_array, node_ijk_to_world, numpy_to_matrix
 
@@ -157,19 +158,25 @@ def _unique_segment_name(segmentation, name: str) -> str:
 
 def add_segment(
     segmentation_node,
-    mask: np.ndarray,
+    mask: np.ndarray | Volume,
     reference_node,
     name: str,
     color: tuple[float, float, float] | None = None,
     mode: SegmentMode | str = SegmentMode.NEW,
     segment_id: str | None = None,
 ) -> str:
-    """Write a boolean ``(K, J, I)`` mask on the reference grid into the segmentation; returns the segment ID.
+    """Write a boolean mask into the segmentation; returns the segment ID.
 
+    ``mask`` is a :class:`Volume` carrying its own voxel grid (preferred: it is re-indexed exactly onto
+    the reference node's grid, which a reader may have stored in another voxel order, and refused when
+    the grids differ physically), or a bare ``(K, J, I)`` array already on the reference node's grid.
     ``mode="new"`` (default) always creates a segment. ``replace``/``add``/``subtract`` change the
     segment named by ``segment_id`` and nothing else; they refuse to run without it.
     """
     mode = SegmentMode(mode)
+    if isinstance(mask, Volume):
+        i, j, k = reference_node.GetImageData().GetDimensions()
+        mask = mask.array_on_grid(node_ijk_to_world(reference_node), (k, j, i))
     _check_on_grid(mask, reference_node, "mask")
     mask = np.asarray(mask).astype(bool)
     segmentation = segmentation_node.GetSegmentation()

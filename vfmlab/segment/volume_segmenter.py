@@ -27,8 +27,8 @@ class VolumeSegmenter:
         self.volume = volume
         self.window = window or IntensityWindow.for_modality(volume.array)
         self.cache = cache if cache is not None else EmbeddingCache()
-        self.fingerprint = volume_fingerprint(volume.array)
         self._stacks: dict[str, SliceStack] = {}
+        self._fingerprints: dict[str, str] = {}
 
     def stack(self, axis: str) -> SliceStack:
         if axis not in self._stacks:
@@ -42,8 +42,19 @@ class VolumeSegmenter:
             raise InputError(f"{axis} slice {index} is outside the volume (0..{stack.shape[0] - 1})")
         return self.window.apply(stack.view(self.volume.array)[index])
 
+    def fingerprint(self, axis: str) -> str:
+        """Content hash of the slices along ``axis`` as the model sees them (display order, window).
+
+        Not of the file's voxel order: the same scan stored flipped, or read by another reader, reuses
+        its embeddings.
+        """
+        if axis not in self._fingerprints:
+            shown = np.ascontiguousarray(self.stack(axis).view(self.volume.array))
+            self._fingerprints[axis] = volume_fingerprint(shown) + f"/{self.window.low:g}:{self.window.high:g}"
+        return self._fingerprints[axis]
+
     def _key(self, axis: str, index: int) -> EmbeddingKey:
-        return EmbeddingKey(self.fingerprint, axis, int(index), self.segmenter.name)
+        return EmbeddingKey(self.fingerprint(axis), axis, int(index), self.segmenter.name)
 
     def is_encoded(self, axis: str, index: int) -> bool:
         return self._key(axis, index) in self.cache
