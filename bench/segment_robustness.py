@@ -238,7 +238,7 @@ def markdown(rows: list[dict], summary: dict, strategies: list[str]) -> str:
         lines.append("")
     header = " | ".join(f"{n} Dice (P/R)" for n in strategies)
     lines += ["## Every case", "", f"| half | case | organ | bound Dice (P) | {header} | slices ({strategies[0]}) "
-              "vs reference | stop ({strategies[0]}) |", "|" + "---|" * (6 + len(strategies))]
+              f"vs reference | stop ({strategies[0]}) |", "|" + "---|" * (6 + len(strategies))]
     for r in rows:
         cells = " | ".join(f"{r[n]['dice']:.3f} ({r[n]['precision']:.2f}/{r[n]['recall']:.2f})" for n in strategies)
         first = r[strategies[0]]

@@ -117,5 +117,5 @@ def test_a_leaking_mask_on_a_small_field_of_view_is_stopped(litemedsam, sample):
     print({name: (run.slice_range, run.stop_reasons, round(scores[name]["dice"], 3)) for name, run in runs.items()})
     low, high = runs["default"].slice_range
     assert abs(low - present.min()) <= 1 and abs(high - present.max()) <= 1, "the default must stop at the organ's ends"
-    assert scores["default"]["precision"] > 0.8 and scores["default"]["dice"] > 0.75
+    assert scores["default"]["precision"] > 0.75 and scores["default"]["dice"] > 0.75
     assert scores["v1"]["precision"] < scores["default"]["precision"] - 0.2, "the compounding box leaked"

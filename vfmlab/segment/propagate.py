@@ -30,7 +30,7 @@ class PropagationConfig:
     min_box_margin_px: int = 2
     # enlarge it by this many slice spacings (in mm, per side): a surface inclined up to atan(value) from the
     # slice normal stays inside, on thin and thick slices alike, and growth adds up linearly, not geometrically
-    box_margin_slices: float = 1.5
+    box_margin_slices: float = 1.0
     mask_prompt: bool = False  # also prompt with the previous slice's low-resolution logits
     min_predicted_iou: float = 0.6
     area_ratio: tuple[float, float] = (0.4, 1.8)  # allowed area change from one slice to the next
@@ -41,10 +41,7 @@ class PropagationConfig:
     # an organ's cross-section shrinks toward its end: once the area has fallen from its peak, growing
     # again past this factor of the smallest area since then means the mask is leaking
     max_regrowth: float | None = None
-    retry_tight_box: bool = True  # a slice failing with the enlarged box is prompted again with the tight one
-    # prompt each slice a second time with its first mask's tight box, as the true box would prompt it: the
-    # enlarged box only lets the organ grow, the model then draws the boundary from a box that fits
-    refine_with_own_box: bool = False
+    retry_tight_box: bool = False  # a slice failing with the enlarged box is prompted again with the tight one
     min_area_px: int = 3
 
     @classmethod
@@ -174,8 +171,6 @@ def _predict(segmenter: VolumeSegmenter, axis: str, index: int, prompt: Prompt, 
              context: tuple[PropagationConfig, IntensityReference, AreaTrend]) -> tuple[MaskPrediction, SliceRecord]:
     config, reference, trend = context
     prediction = segmenter.segment_slice(axis, index, prompt)
-    if config.refine_with_own_box and prediction.mask.any():
-        prediction = segmenter.segment_slice(axis, index, Prompt(box=box_of(prediction.mask), mask_logits=prompt.mask_logits))
     mask, values = prediction.mask, segmenter.slice_image(axis, index)[prediction.mask]
     record = SliceRecord(index, prediction.iou, int(mask.sum()), dice(mask, previous.mask),
                          float(values.mean()) if values.size else float("nan"), True, inliers=reference.inliers(values))
