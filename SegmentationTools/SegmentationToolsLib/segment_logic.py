@@ -132,19 +132,11 @@ class SegmentSession:
 
 
 def model_status() -> list[tuple[str, bool, str]]:
-    """(model name, weights available offline, message) for every prompt segmenter, user models included."""
-    from vfmlab.errors import WeightsError
-    from vfmlab.segment.registry import SEGMENTERS
-    from vfmlab.weights import list_models, resolve
+    """(model name, weights available offline, path or message) for every prompt segmenter, user models included."""
+    from vfmlab.models.listing import model_rows
 
-    names = list(SEGMENTERS) + [e.name for e in list_models() if e.is_user and e.architecture in SEGMENTERS]
-    status = []
-    for name in names:
-        try:
-            status.append((name, True, str(resolve(name))))
-        except WeightsError as error:
-            status.append((name, False, str(error)))
-    return status
+    return [(row["name"], row["status"] != "missing", row.get("path") or row.get("message", ""))
+            for row in model_rows("segmenter")]
 
 
 def metrics_rows(volume_node, segmentation_node, segment_ids: list[str], reference_node, reference_ids: list[str]):

@@ -113,5 +113,5 @@ def test_registry_builds_every_model_and_vae_shares_the_unet_encoder():
     unet_encoder = down_path(build_unet(config))
     assert [type(layer) for layer in vae.encoder.down] == [type(layer) for layer in unet_encoder]
     assert [p.shape for p in vae.encoder.down.parameters()] == [p.shape for layer in unet_encoder for p in layer.parameters()]
-    with pytest.raises(InputError, match="unknown model"):
+    with pytest.raises(InputError, match="unknown btvae model .mist.; choose one of btvae, vae"):
         build_model("mist", config)

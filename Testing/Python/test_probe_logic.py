@@ -13,6 +13,7 @@ from VFMVolumeLabLib.probe_logic import CaptureRequest, ProbeLogic  # noqa: E402
 
 from vfmlab.cameras import CaptureSet  # noqa: E402
 from vfmlab.errors import InputError  # noqa: E402
+from vfmlab.models import get as get_model  # noqa: E402
 from vfmlab.render.images import read_label_png, read_rgb  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def test_capture_from_nodes_headless_and_through_a_3d_view(tmp_path, scene, samp
     volume_node, segmentation = sample
     logic = ProbeLogic(scene)
     assert "CT-AAA" in logic.presets()
-    assert logic.models()[0][:3] == ("litemedsam", "LiteMedSAM TinyViT encoder (medical)", True)
+    assert logic.models()[0][:3] == ("litemedsam", get_model("litemedsam").description, True)
     request = CaptureRequest(preset="CT-Bone", views=2, size=80, elevation=15.0)
     capture = logic.capture(volume_node, tmp_path / "headless", request, segmentation)
     assert [v.image for v in capture.views] == ["view_000.png", "view_001.png"]
@@ -80,11 +81,11 @@ def test_probe_runs_as_a_job_and_comes_back_as_nodes(tmp_path, scene, sample):
     logic.capture(volume_node, tmp_path / "captures", CaptureRequest(views=1, size=64))
     with pytest.raises(InputError, match="at least one model"):
         logic.probe_job(tmp_path / "captures", tmp_path / "probes", [])
-    spec = logic.probe_job(tmp_path / "captures", tmp_path / "probes", ["litemedsam", "sam_vitb"], threads=2)
+    spec = logic.probe_job(tmp_path / "captures", tmp_path / "probes", ["litemedsam", "sam_vit_b"], threads=2)
     job = Job.start(spec.task, spec.params, spec.workdir, module=spec.module,
                     env={"VFMLAB_WEIGHTS_DIR": str(tmp_path / "weights")})
     assert job.wait(timeout=240) == "finished", job.reason
-    assert job.result["models"] == ["litemedsam"] and "sam_vitb" in job.result["skipped"]
+    assert job.result["models"] == ["litemedsam"] and "sam_vit_b" in job.result["skipped"]
     assert any(e.kind == "progress" for e in job.events)
     assert CaptureSet.load(tmp_path / "captures").views[0].image == "view_000.png"
 

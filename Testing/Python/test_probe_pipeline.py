@@ -54,8 +54,8 @@ def test_render_then_probe(tmp_path, no_downloaded_weights):
     assert "litemedsam/grid.png" in page and "dino_vitb16" in page
 
     # no model with weights: reported, not a crash
-    assert main(["probe", str(captures), "--models", "dino_vitb16,sam_vitb", "--out", str(tmp_path / "none")]) == 1
-    assert sorted(json.loads((tmp_path / "none" / "summary.json").read_text())["skipped"]) == ["dino_vitb16", "sam_vitb"]
+    assert main(["probe", str(captures), "--models", "dino_vitb16,sam_vit_b", "--out", str(tmp_path / "none")]) == 1
+    assert sorted(json.loads((tmp_path / "none" / "summary.json").read_text())["skipped"]) == ["dino_vitb16", "sam_vit_b"]
 
 
 def test_three_balls(tmp_path, no_downloaded_weights):

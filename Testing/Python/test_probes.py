@@ -93,7 +93,7 @@ def random_capture(height=72, width=96, seed=3) -> np.ndarray:
     ("dino_vits16", dino_state_dict(dim=128), 2, (4, 6)),
     ("dino_vitb16", dino_state_dict(dim=192, depth=3), 3, (4, 6)),
     ("clip_vitb16", openai_clip_state_dict(width=128), 2, (4, 6)),
-    ("sam_vitb", sam_state_dict(), 2, (3, 4)),  # 72 x 96 resized to 48 x 64 in a 64 x 64 input: 3 x 4 patches
+    ("sam_vit_b", sam_state_dict(), 2, (3, 4)),  # 72 x 96 resized to 48 x 64 in a 64 x 64 input: 3 x 4 patches
 ])
 def test_every_probe_loads_its_official_layout(name, state_dict, heads, grid):
     probe = build_from_state_dict(name, state_dict)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from vfmlab.errors import InputError, JobError
+from vfmlab.models import names
 
-MODELS = ("lookup", "mlp", "vnet4-4", "vnetl16-4", "vnetl16-17", "dvrnet")
+MODELS = names("dvr")
 TABLE_NAME = "DeepDVR metrics"
 CHART_NAME = "DeepDVR training"
 PREVIEW_NAME = "DeepDVR preview"

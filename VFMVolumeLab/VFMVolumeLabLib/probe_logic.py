@@ -64,9 +64,10 @@ class ProbeLogic:
     @staticmethod
     def models() -> list[tuple[str, str, bool, str]]:
         """``(name, description, weights available, where or why not)`` of every probe."""
-        from vfmlab.probes.registry import PROBES, weights_status
+        from vfmlab.models.listing import model_rows
 
-        return [(name, spec.description, *weights_status(name)) for name, spec in PROBES.items()]
+        return [(row["name"], row["description"], row["status"] != "missing", row.get("path") or row.get("message", ""))
+                for row in model_rows("probe")]
 
     def capture(self, volume_node, out_dir: str | Path, request: CaptureRequest, segmentation_node=None,
                 view=None, progress: Optional[Callable[[float, str], None]] = None):

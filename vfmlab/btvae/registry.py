@@ -1,4 +1,4 @@
-"""Build models by name: ``btvae``, ``vae``, ``unet``, ``bt-unet``.
+"""Build models by name: the catalogue's ``btvae`` entries (``btvae``, ``vae``, ``unet``, ``bt-unet``).
 
 Importing this module does not import torch, so the CLI and the Slicer panel can list the models.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
-from vfmlab.errors import InputError
+from vfmlab.models import catalogue
 
 from .config import ModelConfig
 
@@ -18,32 +18,22 @@ Pretraining = Optional[Literal["bt-vae", "barlow-twins"]]
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class BTVAESpec:
+    """A catalogue entry seen as a few-label segmenter."""
+
     name: str
     architecture: Literal["vae", "unet"]
     pretraining: Pretraining  # stage 1 objective, None: trained on labels only
     description: str
 
 
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec("btvae", "vae", "bt-vae",
-                  "VAE whose encoder is pretrained with the Barlow Twins loss on its latent Gaussians (BT-VAE)"),
-        ModelSpec("vae", "vae", None, "the same VAE trained on labels only"),
-        ModelSpec("unet", "unet", None, "monai UNet trained on labels only"),
-        ModelSpec("bt-unet", "unet", "barlow-twins",
-                  "monai UNet whose encoder is pretrained with the standard Barlow Twins loss (BT-U-Net)"),
-    )
-}
-MODEL_NAMES = tuple(MODELS)
+MODEL_NAMES = catalogue.names("btvae")
 
 
-def get_spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise InputError(f"unknown model '{name}'; choose one of {', '.join(MODEL_NAMES)}") from None
+def get_spec(name: str) -> BTVAESpec:
+    entry = catalogue.get(name, "btvae")
+    options = entry.role("btvae").options
+    return BTVAESpec(entry.name, options["architecture"], options["pretraining"], entry.description)
 
 
 def build_model(name: str, config: ModelConfig) -> nn.Module:

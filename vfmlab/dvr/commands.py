@@ -10,15 +10,14 @@ from pathlib import Path
 
 from ..cli import Command
 from ..errors import InputError
-
-MODEL_CHOICES = ("lookup", "mlp", "vnet4-4", "vnetl16-4", "vnetl16-17", "dvrnet")  # see models.registry
+from ..models import names
 
 
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("captures", type=Path, nargs="?",
                         help="capture folder: view images + cameras.json (not needed with --resume)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoints, metrics, previews)")
-    parser.add_argument("--model", default="lookup", choices=MODEL_CHOICES)
+    parser.add_argument("--model", default="lookup", choices=names("dvr"))
     parser.add_argument("--size", default="small", choices=("small", "paper"),
                         help="layer widths: small (CPU) or the paper's (default: small)")
     parser.add_argument("--epochs", type=int, default=100)

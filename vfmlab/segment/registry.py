@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..models import catalogue
+from ..models.listing import fine_tuned_segmenters
 from ..weights import load_state_dict
 from .encoder_backends import choose_backend, place_encoder
 from .hq_litemedsam import HQ_PARAMETER_PREFIXES, encode_with_early_features, hq_mask_decoder
@@ -55,7 +57,9 @@ def build_hq_litemedsam(local_file: str | Path | None = None, device: str | None
     return place_encoder(segmenter, choice, model.image_encoder, local_file)
 
 
-def _build_sam(name: str, registry_key: str, hq: bool, local_file, device, backend: str = "auto") -> PromptSegmenter:
+def build_sam(name: str, registry_key: str, hq: bool, local_file: str | Path | None = None,
+              device: str | None = None, backend: str = "auto") -> PromptSegmenter:
+    """SAM or HQ-SAM of ``registry_key`` ("vit_b", "vit_tiny") holding the weights of entry ``name``."""
     if hq:
         from segment_anything_hq import sam_model_registry
     else:
@@ -69,13 +73,18 @@ def _build_sam(name: str, registry_key: str, hq: bool, local_file, device, backe
     return place_encoder(segmenter, choice, model.image_encoder, local_file)
 
 
-SEGMENTERS: dict[str, Callable[..., PromptSegmenter]] = {
+# the catalogue's segmenter role names one of these architectures (SAM variants with their options)
+ARCHITECTURES: dict[str, Callable[..., PromptSegmenter]] = {
     "litemedsam": build_litemedsam,
     "hq_litemedsam": build_hq_litemedsam,
-    "sam_vit_b": partial(_build_sam, "sam_vit_b", "vit_b", False),
-    "hq_sam_vit_b": partial(_build_sam, "hq_sam_vit_b", "vit_b", True),
-    "hq_sam_vit_tiny": partial(_build_sam, "hq_sam_vit_tiny", "vit_tiny", True),
+    "sam": build_sam,
 }
+
+
+def _architecture_builder(name: str) -> Callable[..., PromptSegmenter]:
+    options = dict(catalogue.get(name, "segmenter").role("segmenter").options)
+    build = ARCHITECTURES[options.pop("architecture")]
+    return partial(build, name, **options) if build is build_sam else build
 
 
 def build_segmenter(name: str, local_file: str | Path | None = None, device: str | None = None,
@@ -86,14 +95,16 @@ def build_segmenter(name: str, local_file: str | Path | None = None, device: str
     torch sees one, else ONNX Runtime when installed, else torch), ``torch``, ``cuda`` or ``onnx``;
     the choice is ``segmenter.backend``. ``device="cuda"`` means the cuda backend, ``"cpu"`` a CPU one.
     """
-    if name in SEGMENTERS:
-        return SEGMENTERS[name](local_file=local_file, device=device, backend=backend)
-    from ..weights import list_models, resolve
+    if name in catalogue.names("segmenter"):
+        return _architecture_builder(name)(local_file=local_file, device=device, backend=backend)
+    from ..weights import resolve
 
-    user = next((e for e in list_models() if e.is_user and e.name == name and e.architecture in SEGMENTERS), None)
+    user = next((e for e in fine_tuned_segmenters() if e.name == name), None)
     if user is None:
-        users = [e.name for e in list_models() if e.is_user and e.architecture in SEGMENTERS]
-        raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join([*SEGMENTERS, *users])}")
-    segmenter = SEGMENTERS[user.architecture](local_file=local_file or resolve(name), device=device, backend=backend)
+        available = [*catalogue.names("segmenter"), *(e.name for e in fine_tuned_segmenters())]
+        raise WeightsError(f"unknown segmentation model '{name}'; available: {', '.join(available)}")
+    segmenter = _architecture_builder(user.architecture)(local_file=local_file or resolve(name), device=device,
+                                                         backend=backend)
     segmenter.name = name
     return segmenter
+
