@@ -1,7 +1,7 @@
-"""Segmentation metrics per segment against a reference: Dice, IoU, precision, recall, HD95.
+"""Segmentation metrics against a reference: Dice, IoU, precision, recall, HD95. The project's one Dice.
 
-Counts come from monai's confusion-matrix helpers and the surface distance from monai's Hausdorff
-metric, computed in millimetres with the voxel spacing.
+Overlap counts are numpy (cheap enough to call per slice inside propagation); the surface distance is
+monai's Hausdorff metric, in millimetres with the voxel spacing.
 """
 from __future__ import annotations
 
@@ -16,29 +16,39 @@ def _as_batch(mask: np.ndarray):
     return torch.as_tensor(np.ascontiguousarray(mask), dtype=torch.float32)[None, None]
 
 
-def overlap_metrics(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Dice, IoU, precision, recall and voxel counts of one binary mask against its reference (same shape).
-
-    Dice of two empty masks is 1 (nothing to find, nothing found).
-    """
-    from monai.metrics import get_confusion_matrix
-
+def _counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of two boolean masks of one shape."""
     prediction, reference = np.asarray(prediction, bool), np.asarray(reference, bool)
     if prediction.shape != reference.shape:
         raise InputError(f"prediction {prediction.shape} and reference {reference.shape} differ in shape")
-    tp, fp, tn, fn = get_confusion_matrix(_as_batch(prediction), _as_batch(reference), include_background=True)[0, 0].tolist()
+    tp = int(np.count_nonzero(prediction & reference))
+    return tp, int(np.count_nonzero(prediction)) - tp, int(np.count_nonzero(reference)) - tp
 
-    def ratio(numerator: float, denominator: float, empty: float) -> float:
-        return numerator / denominator if denominator else empty
 
-    both_empty = 1.0 if not prediction.any() and not reference.any() else 0.0
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Dice of two boolean masks of one shape; 1 when both are empty (nothing to find, nothing found)."""
+    tp, fp, fn = _counts(prediction, reference)
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+
+
+def overlap_metrics(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Dice, IoU, precision, recall and voxel counts of one binary mask against its reference (same shape).
+
+    Counts are pooled over the whole array (a stack of slices is scored as one volume). Every ratio
+    with an empty denominator is 1 when both masks are empty, else 0.
+    """
+    tp, fp, fn = _counts(prediction, reference)
+
+    def ratio(numerator: float, denominator: float) -> float:
+        return numerator / denominator if denominator else (0.0 if tp + fp + fn else 1.0)
+
     return {
-        "dice": ratio(2 * tp, 2 * tp + fp + fn, both_empty),
-        "iou": ratio(tp, tp + fp + fn, both_empty),
-        "precision": ratio(tp, tp + fp, both_empty),
-        "recall": ratio(tp, tp + fn, both_empty),
-        "predicted_voxels": int(tp + fp),
-        "reference_voxels": int(tp + fn),
+        "dice": ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "predicted_voxels": tp + fp,
+        "reference_voxels": tp + fn,
     }
 
 

@@ -12,18 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from vfmlab.devices import resolve_device
 from vfmlab.errors import InputError
 from vfmlab.io import check_finite
 from vfmlab.volume import Volume
 
 from .checkpoint import TrainedModel
 from .data import volume_slices
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()

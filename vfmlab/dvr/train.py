@@ -22,6 +22,7 @@ import torch
 from pytorch_msssim import ssim
 
 from .. import atomic
+from ..devices import resolve_device
 from ..errors import InputError
 from ..jobs import Reporter, register_task
 from .captures import TrainingSet, load_training_set, write_image
@@ -140,7 +141,7 @@ class Trainer:
         self.config = config
         self.run = RunDir(run_dir)
         self.reporter = reporter
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.dist = _init_distributed(self.device)
         torch.set_num_threads(max(1, config.threads))
         torch.manual_seed(config.seed)

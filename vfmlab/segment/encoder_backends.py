@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_json
+from ..devices import resolve_device
 from ..errors import InputError, WeightsError
 from ..weights import cache_dir, get_entry, resolve, sha256_of
 from .segmenter import PromptSegmenter
@@ -100,7 +101,7 @@ def choose_backend(family: str, backend: str = "auto", device: str | None = None
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown encoder backend '{backend}'; choose one of {', '.join(BACKENDS)}")
-    asked = torch.device(device) if device else None
+    asked = torch.device(device) if device else None  # checked against the backend below
     if backend == "auto":
         choice = _auto(family, asked)
         log.info("%s image encoder: %s backend (%s)", family, choice.backend, choice.reason)
@@ -122,7 +123,7 @@ def choose_backend(family: str, backend: str = "auto", device: str | None = None
 def _auto(family: str, asked: torch.device | None) -> BackendChoice:
     if asked is not None and asked.type == "cuda":
         return BackendChoice("cuda", asked, f"device '{asked}' asked for", False)
-    if asked is None and torch.cuda.is_available():
+    if asked is None and resolve_device().type == "cuda":
         return BackendChoice("cuda", torch.device("cuda"), "torch sees a GPU", False)
     if asked is not None and asked.type != "cpu":  # e.g. mps: only torch runs there
         return BackendChoice("torch", asked, f"device '{asked}' asked for", False)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..metrics import dice
 from .segmenter import MaskPrediction, Prompt
 from .volume_segmenter import VolumeSegmenter
 
@@ -114,11 +115,6 @@ def box_of(mask: np.ndarray, margin: float = 0.0, min_margin_px: float | tuple[f
     height, width = mask.shape
     return (max(0.0, cols.min() - pad_x), max(0.0, rows.min() - pad_y),
             min(width - 1.0, cols.max() + pad_x), min(height - 1.0, rows.max() + pad_y))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return float(2 * np.logical_and(a, b).sum() / total) if total else 1.0
 
 
 @dataclass
