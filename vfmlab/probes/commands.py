@@ -8,6 +8,7 @@ from pathlib import Path
 from ..cli import Command
 from ..errors import InputError
 from ..models import names
+from ..progress import terminal_progress
 
 DEFAULT_MODELS = ",".join(names("probe"))
 
@@ -21,18 +22,6 @@ def _weights_files(pairs: list[str]) -> dict[str, Path]:
             raise InputError(f"--weights takes MODEL=FILE, got '{pair}'")
         files[name.strip()] = Path(path).expanduser()
     return files
-
-
-def _progress_bar():
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, unit="%", file=sys.stderr)
-
-    def progress(fraction: float, message: str) -> None:
-        bar.set_description(message)
-        bar.update(max(0, round(100 * fraction) - bar.n))
-
-    return bar, progress
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +44,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from .run import probe_captures
 
     models = parse_models(args.models)
-    bar, progress = _progress_bar()
-    with bar:
+    with terminal_progress() as progress:
         summary = probe_captures(args.source, models, args.out, input_size=args.input_size, keep=args.keep,
                                  weights_files=_weights_files(args.weights), progress=progress)
     for model, reason in summary["skipped"].items():
@@ -78,8 +66,7 @@ def run_three_balls_command(args: argparse.Namespace) -> int:
     from .three_balls import run_three_balls
 
     models = parse_models(args.models)
-    bar, progress = _progress_bar()
-    with bar:
+    with terminal_progress() as progress:
         summary = run_three_balls(args.out, models, args.size, args.method, _weights_files(args.weights), progress)
     for model, reason in summary["skipped"].items():
         print(f"skipped {model}: {reason}", file=sys.stderr)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..cli import Command
@@ -46,8 +45,7 @@ def configure_render(parser: argparse.ArgumentParser) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from ..progress import terminal_progress
     from .capture import RenderSettings, read_label_names, render_file
     from .poses import Orbit
 
@@ -57,11 +55,7 @@ def run_render(args: argparse.Namespace) -> int:
                               height=args.size, background=args.background, shading=args.shading)
     orbit = Orbit(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth)
     names = read_label_names(args.label_names) if args.label_names else None
-    with tqdm(total=100, unit="%", file=sys.stderr) as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description(message)
-            bar.update(round(100 * fraction) - bar.n)
-
+    with terminal_progress() as progress:
         capture = render_file(args.volume, args.out, settings, orbit, args.segmentation, names, args.labels,
                               progress)
     extra = " and segment IDs" if args.segmentation else ""

@@ -13,6 +13,7 @@ from .. import atomic
 from ..cli import Command
 from ..errors import InputError
 from ..models import names
+from ..progress import terminal_progress
 
 
 def _numbers(text: str, count: int | None = None) -> list[float]:
@@ -211,8 +212,6 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..io import read_labels, read_volume
     from ..weights import register_user_model
     from .finetune import FinetuneConfig, finetune
@@ -223,11 +222,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
                             learning_rate=args.lr, batch_size=args.batch_size, cosine_schedule=args.cosine,
                             train_decoder=args.train_decoder,
                             max_slices_per_segment=args.max_slices, device=args.device)
-    with tqdm(total=100, unit="%", file=sys.stderr) as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description(message)
-            bar.update(round(100 * fraction) - bar.n)
-
+    with terminal_progress() as progress:
         summary = finetune(volume, labels, config, args.out, resume=args.resume, on_progress=progress)
     if args.register:
         summary["registered_model"] = register_user_model(args.register, summary["best_checkpoint"], config.model).name
