@@ -1,6 +1,6 @@
 """BT-VAE section of Segmentation Tools, without Qt: MRML nodes ⇄ :mod:`vfmlab.btvae`.
 
-Training runs as a background job (``btvae.train``): the volume and the chosen segment are written
+Training runs as a background job (``btvae-train``): the volume and the chosen segment are written
 into the run folder first, because the job is another process. Prediction runs here (it takes
 seconds) and lands in the scene as a new segment plus an uncertainty volume beside it.
 Heavy modules (torch, monai) are imported inside the functions that need them.

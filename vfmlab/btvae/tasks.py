@@ -1,8 +1,8 @@
-"""Background job tasks ``btvae.train`` and ``btvae.study`` (start them with ``module=TASK_MODULE``).
+"""Background job tasks ``btvae-train`` and ``btvae-study`` (start them with ``module=TASK_MODULE``).
 
 Params are JSON: ``sources`` (``[{"volume": P, "labels": P} | {"folder": P}]``), ``label``,
 ``config`` (:meth:`TrainConfig.to_dict`), ``out`` (run or study folder), ``threads`` (torch CPU
-threads, optional); ``btvae.train`` adds ``model`` and ``pretrained``, ``btvae.study`` ``models``
+threads, optional); ``btvae-train`` adds ``model`` and ``pretrained``, ``btvae-study`` ``models``
 and ``ratios``. Cancelling a job stops it between two writes of its atomic checkpoint; starting
 it again with ``resume=True`` continues from there.
 """
@@ -16,15 +16,15 @@ from vfmlab.jobs import Reporter, register_task
 from .config import TrainConfig
 
 TASK_MODULE = "vfmlab.btvae.tasks"
-TRAIN_TASK = "btvae.train"
-STUDY_TASK = "btvae.study"
+TRAIN_TASK = "btvae-train"
+STUDY_TASK = "btvae-study"
 
 
 def train_job_params(
     out: str | Path, sources: list[dict[str, Any]], label: str, model: str, config: TrainConfig,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready params of a ``btvae.train`` job."""
+    """JSON-ready params of a ``btvae-train`` job."""
     return {"out": str(out), "sources": [{k: str(v) for k, v in s.items()} for s in sources], "label": str(label),
             "model": model, "config": config.to_dict(), "threads": threads}
 
