@@ -115,7 +115,7 @@ class DeepDVRLogic:
         kwargs = {} if self.timer_factory is None else {"timer_factory": self.timer_factory}
         self.process = BackgroundProcess(
             "dvr-train", {"run_dir": str(self.run_dir), "config": config}, self.run_dir,
-            module="vfmlab.dvr.train", resume=resume, python=self.python,
+            module="vfmlab.dvr.tasks", resume=resume, python=self.python,
             on_progress=self.on_progress, on_event=self._on_event, on_done=self.on_done, **kwargs)
         self.update_plot()
         self.process.start()

@@ -59,7 +59,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .checkpoints import RunDir
-    from .train import start_background, train
+    from .tasks import start_background
+    from .train import train
 
     run = RunDir(args.out)
     config = None if args.resume else _config_from_args(args)

@@ -24,7 +24,7 @@ from pytorch_msssim import ssim
 from .. import atomic
 from ..devices import resolve_device
 from ..errors import InputError
-from ..jobs import Reporter, register_task
+from ..jobs import Reporter
 from .captures import TrainingSet, load_training_set, write_image
 from .checkpoints import BEST, LAST, TF_JSON, TF_VP, RunDir, load_checkpoint, save_checkpoint
 from .models import RenderOptions, VolumeInput, build_model, config_dict, model_config
@@ -357,29 +357,6 @@ def train(config: TrainConfig | None, run_dir: str | Path, reporter: Reporter | 
         return trainer.run_epochs(run.stop_requested, progress)
     finally:
         torch.set_num_threads(threads)  # the run's thread count must not outlive it in a host process
-
-
-@register_task("dvr-train")
-def dvr_train_task(params: dict, reporter: Reporter) -> dict:
-    """Background job: ``params`` = ``{"run_dir": ..., "config": {...TrainConfig}}`` (+ ``resume``)."""
-    run_dir = params["run_dir"]
-    config = TrainConfig.from_dict(params["config"]) if params.get("config") else None
-    if config is None and not params.get("resume"):
-        raise InputError("a new DeepDVR run needs its training config")
-    reporter.log(f"DeepDVR training in {run_dir}")
-    return train(config, run_dir, reporter, resume=bool(params.get("resume")))
-
-
-def start_background(run_dir: str | Path, config: TrainConfig | None, resume: bool = False, python: str | None = None):
-    """Start the ``dvr-train`` job for ``run_dir`` (config None: resume with the stored one); returns the Job."""
-    from ..jobs import Job
-
-    run = RunDir(run_dir)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.clear_stop()
-    params = {"run_dir": str(run.path.resolve()), "config": asdict(config) if config is not None else None}
-    return Job.start("dvr-train", params, run.path, module=__name__, python=python or sys.executable,
-                     resume=resume)
 
 
 def main(argv: list[str] | None = None) -> int:
