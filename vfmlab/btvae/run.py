@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vfmlab.devices import resolve_device
 from vfmlab.errors import InputError
 from vfmlab.atomic import save_torch, write_json
 
@@ -29,7 +30,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import SliceSet, Split, load_sources, split_slices
-from .inference import predict_slices, resolve_device
+from .inference import predict_slices
 from .losses import SegmentationLoss
 from .metrics import segmentation_metrics
 from .pretrain import build_pretrainer
@@ -153,6 +154,13 @@ def train_run(
     elif run_stage1:
         ctx.epochs_done = config.pretrain.epochs  # stage 1 finished before the checkpoint being resumed
 
+    _finetune_stage(model, model_name, slices, split, config, ctx, device)
+    return _finish(run_dir, model, model_name, label, config, slices.subset(split.test), split, ctx, started)
+
+
+def _finetune_stage(model, model_name: str, slices: SliceSet, split: Split, config: TrainConfig, ctx: RunContext,
+                    device) -> None:
+    """Stage 2: the segmentation loss on the labelled slices (the whole model trains)."""
     labelled = split.labelled
     images = _tensor(slices.images[labelled], device)
     masks = _tensor(slices.masks[labelled], device)
@@ -162,16 +170,20 @@ def train_run(
         out = model(images[idx], sample=True)
         return loss_fn(out.logits, masks[idx], out.mu, out.logvar)
 
-    reporter.log(f"{model_name}: {len(split.training)} training slices ({len(labelled)} labelled), "
-                 f"{len(split.test)} held back")
+    ctx.reporter.log(f"{model_name}: {len(split.training)} training slices ({len(labelled)} labelled), "
+                     f"{len(split.test)} held back")
     fit("finetune", model, step, len(labelled), config.finetune, ctx)
 
-    test = slices.subset(split.test)
+
+def _finish(run_dir: Path, model, model_name: str, label: str, config: TrainConfig, test: SliceSet, split: Split,
+            ctx: RunContext, started: float) -> dict[str, Any]:
+    """Score the held-back slices, write the model, history and metrics, drop the resume checkpoint."""
+    device = next(model.parameters()).device
     mean, _ = predict_slices(model, test.images, config.inference_samples if model.probabilistic else 1,
                              device=device)
     metrics = {
         "model": model_name, "ratio": config.data.ratio, "label": str(label),
-        "labelled_slices": int(len(labelled)), "training_slices": int(len(split.training)),
+        "labelled_slices": int(len(split.labelled)), "training_slices": int(len(split.training)),
         **segmentation_metrics(mean >= 0.5, test.masks),
         "final_loss": ctx.history[-1]["loss"] if ctx.history else None,
         "seconds": time.perf_counter() - started,  # this session's part when resumed
@@ -182,8 +194,8 @@ def train_run(
     write_json(run_dir / METRICS_FILE, metrics)
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     for name in ("dice", "iou", "precision", "recall"):
-        reporter.metric(name, metrics[name])
-    reporter.progress(1.0, f"{model_name}: Dice {metrics['dice']:.3f} on {metrics['slices']} held-back slices")
+        ctx.reporter.metric(name, metrics[name])
+    ctx.reporter.progress(1.0, f"{model_name}: Dice {metrics['dice']:.3f} on {metrics['slices']} held-back slices")
     return metrics
 
 

@@ -76,6 +76,17 @@ def load_inputs(source: str | Path) -> tuple[list[ProbeInput], dict[int, str]]:
     return inputs, names
 
 
+def _probe_for(model: str, local: str | Path | None, input_size: int | None,
+               built: dict[str, AttentionProbe] | None) -> AttentionProbe:
+    """The probe from ``built`` when it is there, else built now (and added to ``built``)."""
+    probe = (built or {}).get(model)
+    if probe is None:
+        probe = build_probe(model, local, input_size)
+        if built is not None:
+            built[model] = probe
+    return probe
+
+
 def probe_captures(
     source: str | Path,
     models: list[str],
@@ -111,15 +122,11 @@ def probe_captures(
             summary["skipped"][model] = where
             continue
         report(m_index * len(inputs) / steps, f"{model}: loading weights")
-        probe = (built or {}).get(model)
-        if probe is None:
-            try:
-                probe = build_probe(model, local, input_size)
-            except WeightsError as error:
-                summary["skipped"][model] = str(error)
-                continue
-            if built is not None:
-                built[model] = probe
+        try:
+            probe = _probe_for(model, local, input_size, built)
+        except WeightsError as error:
+            summary["skipped"][model] = str(error)
+            continue
         result = _probe_one_model(probe, inputs, out_dir / model, names, keep, tile,
                                   lambda n: report((m_index * len(inputs) + n) / steps,
                                                    f"{model}: capture {n + 1}/{len(inputs)}"))

@@ -126,21 +126,7 @@ def capture_views(
                                                        f"rendering segment IDs {n + 1}/{len(records)}"),
                                       beside_app_views=headless is None)
         report(1.0, "capture written")
-        tf = vr.transfer_function_record(display, settings.preset, settings.shift)
-        capture = CaptureSet(
-            views=records,
-            volume_path=str(Path(source_path).resolve()) if source_path else None,
-            volume_sha256=_source_sha256(Path(source_path)) if source_path else None,
-            ijk_to_ras=volume.ijk_to_ras.tolist(),
-            transfer_function=tf,
-            sample_distance=float(display.GetSampleDistance()),
-            background=tuple(float(c) for c in settings.background),
-            renderer={"name": "slicer-volume-rendering", "method": settings.method,
-                      "display_node": display.GetClassName(),
-                      "displayable_manager": "vtkMRMLVolumeRenderingDisplayableManager",
-                      "volume_shape_ijk": list(volume.shape_ijk)},
-            labels=_labels_record(labels) if labels is not None else {},
-        )
+        capture = _capture_set(records, volume, display, settings, labels, source_path)
         capture.save(out_dir)
         return capture
     finally:
@@ -148,6 +134,27 @@ def capture_views(
             headless.close()
         if own_logic:
             logic.SetMRMLScene(None)
+
+
+def _capture_set(records: list[CameraRecord], volume, display, settings: RenderSettings,
+                 labels: SegmentLabels | None, source_path: str | Path | None) -> CaptureSet:
+    """The record of a capture: its views, the volume's geometry and source, and the renderer's settings."""
+    from ..mrml import volume_rendering as vr
+
+    return CaptureSet(
+        views=records,
+        volume_path=str(Path(source_path).resolve()) if source_path else None,
+        volume_sha256=_source_sha256(Path(source_path)) if source_path else None,
+        ijk_to_ras=volume.ijk_to_ras.tolist(),
+        transfer_function=vr.transfer_function_record(display, settings.preset, settings.shift),
+        sample_distance=float(display.GetSampleDistance()),
+        background=tuple(float(c) for c in settings.background),
+        renderer={"name": "slicer-volume-rendering", "method": settings.method,
+                  "display_node": display.GetClassName(),
+                  "displayable_manager": "vtkMRMLVolumeRenderingDisplayableManager",
+                  "volume_shape_ijk": list(volume.shape_ijk)},
+        labels=_labels_record(labels) if labels is not None else {},
+    )
 
 
 def _source_sha256(path: Path) -> str:

@@ -22,6 +22,7 @@ import torch
 from ..atomic import save_torch, write_json
 from ..errors import InputError
 from ..jobs import register_task
+from ..metrics import dice
 from ..volume import Volume
 from .propagate import box_of
 from .segmenter import ImageEmbedding, Prompt, PromptSegmenter
@@ -129,8 +130,7 @@ def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSa
     scores: dict[str, list[float]] = {}
     for sample in samples:
         prediction = segmenter.predict(embeddings[sample.index], Prompt(box=box_of(sample.mask)))
-        overlap = np.logical_and(prediction.mask, sample.mask).sum()
-        scores.setdefault(sample.segment, []).append(2 * overlap / (prediction.mask.sum() + sample.mask.sum()))
+        scores.setdefault(sample.segment, []).append(dice(prediction.mask, sample.mask))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
@@ -176,8 +176,6 @@ def finetune(
 
     Returns the summary also written to ``run_dir/summary.json``.
     """
-    from monai.losses import DiceCELoss
-
     from .registry import build_segmenter
 
     run_dir = Path(run_dir)
@@ -188,68 +186,105 @@ def finetune(
         raise InputError(f"the batch size must be at least 1, not {config.batch_size}")
     segmenter = segmenter or build_segmenter(config.model, device=config.device)
     engine = VolumeSegmenter(segmenter, volume)
-    labels_view = engine.stack(config.axis).view(labels)
-    train, held_out = split_slices(labels_view, config)
+    train, held_out = split_slices(engine.stack(config.axis).view(labels), config)
     embeddings = cached_embeddings(engine, config, sorted({s.index for s in train + held_out}), run_dir, on_progress)
-
-    parameters = trainable_parameters(segmenter, config.train_decoder)
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config, steps_per_epoch))
-    loss_function = DiceCELoss(sigmoid=True)
-    history: list[dict] = []
-    start_epoch = 0
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        segmenter.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        history = json.loads((run_dir / "history.json").read_text())
-    baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
-    best = max((h["mean_val_dice"] for h in history), default=float(np.mean(list(baseline.values()))))
-    if not best_path.is_file():
-        save_torch(segmenter.model.state_dict(), best_path)  # the un-tuned model, until an epoch beats it
-    rng = np.random.default_rng(config.seed + start_epoch)
-    for epoch in range(start_epoch, config.epochs):
+    training = _Training.start(segmenter, config, len(train), run_dir, resume)
+    baseline = training.history[0]["baseline_dice"] if training.history else validate(segmenter, embeddings, held_out)
+    untuned = float(np.mean(list(baseline.values())))
+    best = max((h["mean_val_dice"] for h in training.history), default=untuned)
+    if not training.best_path.is_file():
+        save_torch(segmenter.model.state_dict(), training.best_path)  # the un-tuned model, until an epoch beats it
+    rng = np.random.default_rng(config.seed + training.start_epoch)
+    for epoch in range(training.start_epoch, config.epochs):
         began = time.time()
-        segmenter.model.train()
-        losses = []
-        order = rng.permutation(len(train))
-        for batch in np.array_split(order, steps_per_epoch):
-            optimizer.zero_grad()
-            # slices differ in size, so the batch is accumulated prompt by prompt
-            for sample in [train[position] for position in batch]:
-                loss = prompt_loss(segmenter, embeddings[sample.index], sample.mask,
-                                   training_prompt(sample.mask, rng, config), loss_function)
-                (loss / len(batch)).backward()
-                losses.append(loss.item())
-            optimizer.step()
-            scheduler.step()
-        segmenter.model.eval()
+        losses = training.epoch(embeddings, train, rng)
         val = validate(segmenter, embeddings, held_out)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val,
                   "mean_val_dice": float(np.mean(list(val.values()))), "baseline_dice": baseline,
                   "seconds": time.time() - began}
-        history.append(record)
-        if record["mean_val_dice"] > best:
-            best = record["mean_val_dice"]
-            save_torch(segmenter.model.state_dict(), best_path)
-        save_torch({"model": segmenter.model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1}, last_path)
-        write_json(run_dir / "history.json", history)
+        best = training.keep(record, best)
         if on_epoch:
             on_epoch(record)
         if on_progress:
             on_progress(0.2 + 0.8 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: "
-                        f"val Dice {record['mean_val_dice']:.3f} (un-tuned {np.mean(list(baseline.values())):.3f})")
+                        f"val Dice {record['mean_val_dice']:.3f} (un-tuned {untuned:.3f})")
     summary = {"config": asdict(config), "train_slices": len(train), "held_out_slices": len(held_out),
-               "baseline_dice": baseline, "best_mean_val_dice": best,
-               "improved": best > float(np.mean(list(baseline.values()))) + 1e-6,
-               "epochs_run": len(history), "best_checkpoint": str(best_path)}
+               "baseline_dice": baseline, "best_mean_val_dice": best, "improved": best > untuned + 1e-6,
+               "epochs_run": len(training.history), "best_checkpoint": str(training.best_path)}
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+@dataclass
+class _Training:
+    """The optimisation state of a fine-tuning run and the files that keep it (``last.pt``, ``best.pt``,
+    ``history.json``)."""
+
+    segmenter: PromptSegmenter
+    config: FinetuneConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @classmethod
+    def start(cls, segmenter: PromptSegmenter, config: FinetuneConfig, train_count: int, run_dir: Path,
+              resume: bool) -> _Training:
+        """A fresh optimiser and schedule, or, with ``resume`` and a ``last.pt``, the stored ones."""
+        parameters = trainable_parameters(segmenter, config.train_decoder)
+        optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+        steps_per_epoch = -(-train_count // config.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config, steps_per_epoch))
+        training = cls(segmenter, config, optimizer, scheduler, steps_per_epoch, run_dir)
+        if resume and training.last_path.is_file():
+            state = torch.load(training.last_path, map_location="cpu", weights_only=True)
+            segmenter.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            training.start_epoch = int(state["epoch"])
+            training.history = json.loads((run_dir / "history.json").read_text())
+        return training
+
+    def epoch(self, embeddings: dict, train: list, rng: np.random.Generator) -> list[float]:
+        """One pass over ``train`` in mini-batches; returns each prompt's loss. Leaves the model in eval mode."""
+        from monai.losses import DiceCELoss
+
+        loss_function = DiceCELoss(sigmoid=True)
+        self.segmenter.model.train()
+        losses = []
+        for batch in np.array_split(rng.permutation(len(train)), self.steps_per_epoch):
+            self.optimizer.zero_grad()
+            # slices differ in size, so the batch is accumulated prompt by prompt
+            for sample in [train[position] for position in batch]:
+                loss = prompt_loss(self.segmenter, embeddings[sample.index], sample.mask,
+                                   training_prompt(sample.mask, rng, self.config), loss_function)
+                (loss / len(batch)).backward()
+                losses.append(loss.item())
+            self.optimizer.step()
+            self.scheduler.step()
+        self.segmenter.model.eval()
+        return losses
+
+    def keep(self, record: dict, best: float) -> float:
+        """Append the epoch's record, save ``best.pt`` when it beats ``best`` and always ``last.pt``; the new best."""
+        self.history.append(record)
+        if record["mean_val_dice"] > best:
+            best = record["mean_val_dice"]
+            save_torch(self.segmenter.model.state_dict(), self.best_path)
+        save_torch({"model": self.segmenter.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "epoch": record["epoch"]}, self.last_path)
+        write_json(self.run_dir / "history.json", self.history)
+        return best
 
 
 @register_task("segment-finetune")
