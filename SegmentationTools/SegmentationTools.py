@@ -217,7 +217,7 @@ class SegmentationToolsTest(ScriptedLoadableModuleTest):
     def _loadSampleVolume(self):
         import VFMVolumeLabLib
         VFMVolumeLabLib.ensure_vfmlab_importable()
-        from vfmlab.io import read_volume
+        from vfmlab.volume_io import read_volume
         from vfmlab.mrml import add_volume_node
         from vfmlab.sample_data import sample_ct_path
 
@@ -237,7 +237,7 @@ class SegmentationToolsTest(ScriptedLoadableModuleTest):
     def test_importRefusesLabelsOnAnotherGrid(self):
         import numpy as np
         from vfmlab.errors import InputError
-        from vfmlab.io import write_volume
+        from vfmlab.volume_io import write_volume
         from vfmlab.volume import Volume
 
         volumeNode = self._loadSampleVolume()

@@ -138,7 +138,7 @@ def vtk_cpu_ray_caster_seconds(volume, tf, view, sample_distance: float, repeats
 def render_benchmark(size: int = 256, device: str = "cpu") -> dict:
     from vfmlab.dvr.geometry import view_rays
     from vfmlab.dvr.marcher import MarchSettings, empty_space_of, march
-    from vfmlab.io import read_volume
+    from vfmlab.volume_io import read_volume
     from vfmlab.render.poses import Orbit, orbit_records
 
     volume = read_volume(sample_ct())
@@ -180,7 +180,7 @@ def _memory_child(side: int, which: str, device: str) -> None:
     """In its own process: peak memory of one forward + backward at ``side``^3 voxels (printed as JSON)."""
     from vfmlab.dvr.geometry import view_rays
     from vfmlab.dvr.marcher import MarchSettings, march
-    from vfmlab.io import read_volume
+    from vfmlab.volume_io import read_volume
     from vfmlab.render.poses import Orbit, orbit_records
     from vfmlab.volume import Volume
 

@@ -22,7 +22,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import overlap_metrics, segment_metrics
 from vfmlab.segment.finetune import FinetuneConfig, finetune
 from vfmlab.segment.propagate import box_of, propagate

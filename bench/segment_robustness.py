@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from vfmlab.io import read_labels, read_volume, to_sitk, write_volume
+from vfmlab.volume_io import read_labels, read_volume, to_sitk, write_volume
 from vfmlab.metrics import overlap_metrics
 from vfmlab.segment.propagate import PropagationConfig, box_of, propagate
 from vfmlab.segment.registry import build_segmenter

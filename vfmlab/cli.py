@@ -30,7 +30,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from .io import read_volume
+    from .volume_io import read_volume
 
     print(json.dumps(read_volume(args.volume, series_uid=args.series).info(), indent=2))
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 from . import sample_data
 from .atomic import write_json
 from .errors import InputError
-from .io import check_labels, stem
+from .volume_io import check_labels, stem
 from .report import Report, swatch
 from .viz import orthogonal_overlay_png
 from .volume import Volume

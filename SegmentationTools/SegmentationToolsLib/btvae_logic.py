@@ -74,7 +74,7 @@ class BTVAELogic:
         from vfmlab.btvae.registry import get_spec
         from vfmlab.btvae.tasks import TASK_MODULE, TRAIN_TASK, train_job_params
         from vfmlab.errors import InputError
-        from vfmlab.io import write_volume
+        from vfmlab.volume_io import write_volume
         from vfmlab.mrml import segment_mask, volume_from_node
 
         if volume_node is None or segmentation_node is None or not segment_id:

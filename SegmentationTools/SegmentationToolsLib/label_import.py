@@ -15,7 +15,7 @@ LABEL_MAP_FILE_FILTER = "Label maps (*.nrrd *.nhdr *.nii *.nii.gz *.mha *.mhd);;
 def find_label_names_file(path: str | Path) -> Optional[Path]:
     """The names file of a label map, if present: for ``X.nii.gz`` (or ``X_labels.nii.gz``) the first of
     ``X.json``, ``X_names.json``, ``X_label_names.json`` (and ``X_label_names.json`` for ``X_labels``)."""
-    from vfmlab.io import stem as file_stem
+    from vfmlab.volume_io import stem as file_stem
 
     path = Path(path)
     stem = file_stem(path)
@@ -61,8 +61,8 @@ def import_label_map(scene, path: str | Path, reference_node, names: Optional[di
     the user and leaves the scene as it was when the file is unreadable, not a label map, or on
     another grid."""
     from vfmlab.errors import InputError
-    from vfmlab.io import read_labels
-    from vfmlab.io import stem as file_stem
+    from vfmlab.volume_io import read_labels
+    from vfmlab.volume_io import stem as file_stem
     from vfmlab.mrml import add_segmentation_from_labels, volume_from_node
 
     if reference_node is None:

@@ -168,7 +168,7 @@ def finetune_job_params(volume_node, segmentation_node, segment_ids: list[str], 
     from pathlib import Path
 
     from vfmlab import mrml
-    from vfmlab.io import write_volume
+    from vfmlab.volume_io import write_volume
 
     run_dir = Path(run_dir)
     volume = mrml.volume_from_node(volume_node)

@@ -47,7 +47,7 @@ def small_head(shared_data, tmp_path_factory) -> Path:
     """The CT head at half resolution (32 x 32 x 47 voxels, HU + 1024): small enough for every model on CPU."""
     import numpy as np
 
-    from vfmlab.io import read_volume, write_volume
+    from vfmlab.volume_io import read_volume, write_volume
     from vfmlab.volume import Volume
 
     head = read_volume(shared_data / "vtkdata" / "headsq_quarter.nrrd")

@@ -12,7 +12,7 @@ from PIL import Image
 from vfmlab import mrml
 from vfmlab.btvae.study import STUDY_RATIOS
 from vfmlab.cli import main
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,7 +10,7 @@ from vfmlab.btvae.data import SquareFit, load_sources, split_slices
 from vfmlab.btvae.registry import MODEL_NAMES, build_model
 from vfmlab.btvae.unet import build_unet, down_path
 from vfmlab.errors import InputError
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 
 
 @pytest.fixture(scope="module")

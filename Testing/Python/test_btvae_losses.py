@@ -18,7 +18,7 @@ from vfmlab.btvae.losses import (
     pair_latents,
     rotated_views,
 )
-from vfmlab.btvae.metrics import segmentation_metrics
+from vfmlab.btvae.metrics import slice_stack_metrics
 
 
 def test_kl_matrix_matches_hand_values():
@@ -123,7 +123,7 @@ def test_metrics_match_hand_counts():
     truth[0] = [[1, 1], [1, 0]]
     prediction[0] = [[1, 1], [0, 1]]  # tp 2, fp 1, fn 1
     prediction[1, 0, 0] = True  # negative slice with a false positive: fp 2 in total
-    metrics = segmentation_metrics(prediction, truth)  # slice 2: negative, predicted empty
+    metrics = slice_stack_metrics(prediction, truth)  # slice 2: negative, predicted empty
     assert metrics["dice"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
     assert metrics["iou"] == pytest.approx(2 / 5)
     assert metrics["precision"] == pytest.approx(2 / 4)
@@ -131,7 +131,7 @@ def test_metrics_match_hand_counts():
     assert metrics["negative_slices"] == 2
     assert metrics["fp_rate_negative"] == pytest.approx(0.5)
     assert metrics["fp_pixels_negative"] == pytest.approx(0.5)
-    empty = segmentation_metrics(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2), bool))
+    empty = slice_stack_metrics(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2), bool))
     assert (empty["dice"], empty["precision"], empty["recall"], empty["fp_rate_negative"]) == (1.0, 1.0, 1.0, 0.0)
-    missed = segmentation_metrics(np.zeros((1, 2, 2), bool), np.ones((1, 2, 2), bool))
+    missed = slice_stack_metrics(np.zeros((1, 2, 2), bool), np.ones((1, 2, 2), bool))
     assert (missed["dice"], missed["precision"], missed["recall"], missed["fp_rate_negative"]) == (0.0, 0.0, 0.0, None)

@@ -15,7 +15,7 @@ from vfmlab import mrml
 from vfmlab.btvae.inference import VolumePrediction
 from vfmlab.btvae.scene import add_prediction
 from vfmlab.errors import InputError
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.jobs import Reporter, get_task
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import slicerio
 
 from vfmlab import mrml, sample_data
 from vfmlab.cli import main
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 
 VFMLAB = str(Path(sys.executable).with_name("vfmlab"))
 

@@ -848,7 +848,7 @@ def test_label_names_are_found_beside_the_label_map(tmp_path):
 
 def test_import_label_map_makes_a_new_named_segmentation(scene):
     from SegmentationToolsLib.label_import import import_label_map
-    from vfmlab.io import read_volume
+    from vfmlab.volume_io import read_volume
     from vfmlab.mrml import add_volume_node, segment_names
     from vfmlab.sample_data import sample_ct_path, sample_labels_path
 
@@ -864,7 +864,7 @@ def test_import_label_map_makes_a_new_named_segmentation(scene):
 def test_import_label_map_refuses_bad_files_and_leaves_the_scene_untouched(scene, tmp_path):
     from SegmentationToolsLib.label_import import import_label_map
     from vfmlab.errors import InputError
-    from vfmlab.io import write_volume
+    from vfmlab.volume_io import write_volume
     from vfmlab.mrml import add_volume_node
     from vfmlab.volume import Volume
 
@@ -947,7 +947,7 @@ def test_vfmvolumelab_logic_works_on_a_given_scene(module_logic, scene):
 
 def test_segmentationtools_logic_imports_label_maps_into_a_given_scene(module_logic, scene, tmp_path):
     from vfmlab.errors import InputError
-    from vfmlab.io import read_volume, write_volume
+    from vfmlab.volume_io import read_volume, write_volume
     from vfmlab.mrml import add_volume_node
     from vfmlab.sample_data import sample_ct_path, sample_labels_path
     from vfmlab.volume import Volume

@@ -10,7 +10,7 @@ import vtk
 from vfmlab import mrml
 from vfmlab.errors import InputError
 from vfmlab.dvr.transfer_functions import PiecewiseTF
-from vfmlab.io import read_labels, read_volume, write_volume
+from vfmlab.volume_io import read_labels, read_volume, write_volume
 from vfmlab.mrml.transfer_functions import load_volume_property_node, tf_from_volume_property, write_vp_file
 from vfmlab.mrml.volumes import matrix_to_numpy, numpy_to_matrix
 from vfmlab.volume import Volume
@@ -42,7 +42,7 @@ def test_volume_node_round_trip_is_exact(scene, oblique):
 
 
 def test_slicer_reader_agrees_with_vfmlab_reader(tmp_path, scene, oblique, shared_data):
-    """Slicer's own archetype storage node and vfmlab.io must see the same RAS geometry."""
+    """Slicer's own archetype storage node and vfmlab.volume_io must see the same RAS geometry."""
     oblique_file = write_volume(oblique, tmp_path / "oblique.nrrd")
     for path in (oblique_file, shared_data / "totalseg" / "example_ct.nii.gz", shared_data / "vtkdata" / "HeadMRVolume.mhd"):
         ours = read_volume(path)

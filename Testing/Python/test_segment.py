@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vfmlab.errors import InputError, WeightsError
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import segment_metrics
 from vfmlab.segment.propagate import PropagationConfig, box_of, propagate
 from vfmlab.segment.registry import build_segmenter

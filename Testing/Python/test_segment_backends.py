@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vfmlab.errors import InputError, WeightsError
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import overlap_metrics
 from vfmlab.segment import encoder_backends
 from vfmlab.segment.encoder_backends import (

@@ -10,7 +10,7 @@ import slicerio
 import torch
 
 from vfmlab.cli import main
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.jobs import Job
 
 SPLEEN = 1

@@ -9,7 +9,7 @@ import slicer
 
 from vfmlab import mrml
 from vfmlab.errors import InputError
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import segment_metrics
 from vfmlab.mrml.markups import slice_prompt
 from vfmlab.slices import SliceStack

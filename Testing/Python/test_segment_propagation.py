@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vfmlab.io import read_labels, read_volume
+from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import overlap_metrics
 from vfmlab.segment.cache import EmbeddingCache
 from vfmlab.segment.propagate import AreaTrend, IntensityReference, PropagationConfig, box_of, propagate

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from vfmlab.errors import InputError
-from vfmlab.io import read_labels, read_volume, write_volume
+from vfmlab.volume_io import read_labels, read_volume, write_volume
 from vfmlab.volume import Volume
 
 

@@ -170,6 +170,6 @@ def test_bad_settings_are_refused():
 
 
 def _volume(path) -> Volume:
-    from vfmlab.io import read_volume
+    from vfmlab.volume_io import read_volume
 
     return read_volume(path)

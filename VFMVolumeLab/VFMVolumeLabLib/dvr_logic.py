@@ -225,6 +225,6 @@ def _volume_rendering_display(volume_node):
 def _save_copy(volume_node, path: Path) -> None:
     """Write the volume's voxels and geometry to ``path`` without attaching a storage node to it."""
     from vfmlab import mrml
-    from vfmlab.io import write_volume
+    from vfmlab.volume_io import write_volume
 
     write_volume(mrml.volume_from_node(volume_node), path)

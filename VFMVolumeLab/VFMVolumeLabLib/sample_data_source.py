@@ -88,11 +88,11 @@ def register_sample_data(sample_data_logic, organs_loader: Optional[Callable] = 
 def load_sample_with_segmentation(scene):
     """Add the sample CT and its named organ segmentation to ``scene``; returns ``(volume, segmentation)``.
 
-    The CT is read with :mod:`vfmlab.io` and added without a storage node, so saving the scene
+    The CT is read with :mod:`vfmlab.volume_io` and added without a storage node, so saving the scene
     writes a new file instead of overwriting the copy inside the extension. On failure nothing
     stays in the scene.
     """
-    from vfmlab.io import read_labels, read_volume
+    from vfmlab.volume_io import read_labels, read_volume
     from vfmlab.mrml import add_segmentation_from_labels, add_volume_node
     from vfmlab.sample_data import sample_ct_path, sample_label_names, sample_labels_path
 

@@ -184,7 +184,7 @@ def slices_from_folder(folder: str | Path, label: str, size: int) -> SliceSet:
 
 def load_sources(sources: list[dict[str, Any]], label: str, config: DataConfig, size: int) -> SliceSet:
     """Slices of every source: ``{"volume": PATH, "labels": PATH}`` or ``{"folder": PATH}`` (JSON-ready)."""
-    from vfmlab.io import read_labels, read_volume
+    from vfmlab.volume_io import read_labels, read_volume
 
     if not sources:
         raise InputError("no training data given")

@@ -14,7 +14,7 @@ from torch import nn
 
 from vfmlab.devices import resolve_device
 from vfmlab.errors import InputError
-from vfmlab.io import check_finite
+from vfmlab.volume_io import check_finite
 from vfmlab.volume import Volume
 
 from .checkpoint import TrainedModel

@@ -11,7 +11,7 @@ import numpy as np
 from vfmlab.metrics import overlap_metrics
 
 
-def segmentation_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | int | None]:
+def slice_stack_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float | int | None]:
     """Boolean (N, H, W) prediction and truth → metrics dict (JSON-ready).
 
     ``fp_rate_negative``: fraction of negative slices (truth empty) with any predicted pixel; None

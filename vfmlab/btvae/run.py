@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .data import SliceSet, Split, load_sources, split_slices
 from .inference import predict_slices
 from .losses import SegmentationLoss
-from .metrics import segmentation_metrics
+from .metrics import slice_stack_metrics
 from .pretrain import build_pretrainer
 from .registry import build_model, get_spec
 from .train import NullReporter, Reporter, RunContext, fit
@@ -184,7 +184,7 @@ def _finish(run_dir: Path, model, model_name: str, label: str, config: TrainConf
     metrics = {
         "model": model_name, "ratio": config.data.ratio, "label": str(label),
         "labelled_slices": int(len(split.labelled)), "training_slices": int(len(split.training)),
-        **segmentation_metrics(mean >= 0.5, test.masks),
+        **slice_stack_metrics(mean >= 0.5, test.masks),
         "final_loss": ctx.history[-1]["loss"] if ctx.history else None,
         "seconds": time.perf_counter() - started,  # this session's part when resumed
     }

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from ..cameras import CameraRecord, CaptureSet
 from ..errors import InputError
-from ..io import read_volume
+from ..volume_io import read_volume
 from ..render.images import read_label_png, read_rgb, write_rgb_png
 from ..volume import Volume
 from ..weights.files import sha256_of

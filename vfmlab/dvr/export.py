@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import write_json
-from ..io import stem
+from ..volume_io import stem
 from ..weights.files import sha256_of
 from .captures import rgb8, write_image
 from .inference import TrainedRun, slicer_rerender_ssim

@@ -10,7 +10,7 @@ import torch
 
 from ..cameras import CameraRecord, CaptureSet
 from ..errors import InputError
-from ..io import read_volume
+from ..volume_io import read_volume
 from ..volume import Volume
 from .captures import TrainingSet, load_training_set
 from .checkpoints import BEST, RunDir, load_checkpoint

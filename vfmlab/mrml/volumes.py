@@ -9,7 +9,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ..errors import InputError
-from ..io import check_finite, check_volume_file
+from ..volume_io import check_finite, check_volume_file
 from ..volume import Volume
 from .scene import attached_storage_node, read_with_storage_node, write_with_storage_node
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..cameras import CaptureSet, CameraRecord
 from ..errors import InputError
-from ..io import stem
+from ..volume_io import stem
 from .images import LABELS_ENCODING, write_label_png, write_rgb_png
 from .poses import Orbit, orbit_records
 from .presets import check_preset
@@ -104,7 +104,7 @@ def capture_views(
     out_dir.mkdir(parents=True, exist_ok=True)
     volume = mrml.volume_from_node(volume_node)
     if labels is not None:
-        from ..io import check_labels
+        from ..volume_io import check_labels
 
         check_labels(labels.array, volume)
     own_logic = logic is None
@@ -232,7 +232,7 @@ def load_segment_labels(scene, volume_node, path: str | Path, names: dict[int, s
                         mode: str = "visible") -> SegmentLabels:
     """Segment labels on the volume's grid from a ``.seg.nrrd`` (values 1..N in segment order) or a label map."""
     from .. import mrml
-    from ..io import read_labels
+    from ..volume_io import read_labels
 
     path = Path(path)
     if path.name.lower().endswith(".seg.nrrd"):

@@ -105,7 +105,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import mrml
-    from ..io import read_volume, stem
+    from ..volume_io import read_volume, stem
     from .propagate import PropagationConfig, propagate
     from .registry import build_segmenter
     from .segmenter import Prompt
@@ -212,7 +212,7 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from ..io import read_labels, read_volume
+    from ..volume_io import read_labels, read_volume
     from ..weights import register_user_model
     from .finetune import FinetuneConfig, finetune
 

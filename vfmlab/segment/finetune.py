@@ -290,7 +290,7 @@ class _Training:
 @register_task("segment-finetune")
 def finetune_task(params: dict, reporter) -> dict:
     """Background job: ``params`` = {volume, labels (files), run_dir, config (FinetuneConfig fields), register_as}."""
-    from ..io import read_labels, read_volume
+    from ..volume_io import read_labels, read_volume
     from ..weights import register_user_model
 
     volume = read_volume(params["volume"])
