@@ -1,6 +1,7 @@
 """PNG files of captures: RGB views and 16-bit segment-ID images (``labels_NNN.png``)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +22,24 @@ def write_rgb_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 of an image file (greyscale and RGBA converted)."""
+@contextmanager
+def _opened_image(path: Path):
+    """The PIL image at ``path``; a missing or unreadable file raises :class:`InputError` naming it."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     if not path.is_file():
         raise InputError("does not exist", path)
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+            yield image
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(f"is not a readable image ({error})", path) from None
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 of an image file (greyscale and RGBA converted)."""
+    with _opened_image(Path(path)) as image:
+        return np.array(image.convert("RGB"))
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
@@ -49,15 +56,8 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """``(H, W)`` int32 label values of a segment-ID PNG written by :func:`write_label_png`."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError("does not exist", path)
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("I;16", "I", "L"):
-                raise InputError(f"is a {image.mode} image, not a greyscale segment-ID image", path)
-            return np.asarray(image).astype(np.int32)
-    except (UnidentifiedImageError, OSError) as error:
-        raise InputError(f"is not a readable image ({error})", path) from None
+    with _opened_image(path) as image:
+        if image.mode not in ("I;16", "I", "L"):
+            raise InputError(f"is a {image.mode} image, not a greyscale segment-ID image", path)
+        return np.asarray(image).astype(np.int32)

@@ -26,21 +26,25 @@ class MLPConfig:
     unit_distance: float = 1.0
 
 
-class LookupModel(SingleFieldModel):
-    """256-entry RGB + opacity table (~1 K parameters)."""
+class ScalarTFModel(SingleFieldModel):
+    """A transfer function ``self.tf`` of the scalar itself; ``config.unit_distance`` is its opacity unit."""
 
     emission = "alpha"
-
-    def __init__(self, config: LookupConfig):
-        super().__init__()
-        self.config = config
-        self.tf = LookupTF(config.entries, config.initial_opacity)
 
     def unit_distance(self, grid) -> float:
         return self.config.unit_distance
 
     def field(self, volume: VolumeInput) -> ScalarField:
         return ScalarField(volume.u, self.tf, volume.cell_bin_ranges)
+
+
+class LookupModel(ScalarTFModel):
+    """256-entry RGB + opacity table (~1 K parameters)."""
+
+    def __init__(self, config: LookupConfig):
+        super().__init__()
+        self.config = config
+        self.tf = LookupTF(config.entries, config.initial_opacity)
 
     def piecewise_tf(self, domain: ScalarDomain) -> PiecewiseTF:
         """The learned table as Slicer transfer-function points over ``domain`` (the training volume's)."""
@@ -48,18 +52,10 @@ class LookupModel(SingleFieldModel):
         return PiecewiseTF.from_table(colors, opacities, domain, self.config.unit_distance)
 
 
-class MLPTFModel(SingleFieldModel):
+class MLPTFModel(ScalarTFModel):
     """An MLP of the scalar as TF (paper Sec. 4.1: similar parameter count as the lookup)."""
-
-    emission = "alpha"
 
     def __init__(self, config: MLPConfig):
         super().__init__()
         self.config = config
         self.tf = MLPTF(config.hidden, config.layers)
-
-    def unit_distance(self, grid) -> float:
-        return self.config.unit_distance
-
-    def field(self, volume: VolumeInput) -> ScalarField:
-        return ScalarField(volume.u, self.tf, volume.cell_bin_ranges)
