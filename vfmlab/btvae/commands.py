@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from vfmlab.cli import Command
 from vfmlab.errors import InputError
 
+from ..progress import TerminalReporter
 from .registry import MODEL_NAMES
 
 
@@ -72,28 +72,6 @@ def _config(args: argparse.Namespace, ratio: float | None = None):
     return config
 
 
-class TqdmReporter:
-    """Job-style reporter for the terminal: a tqdm bar over the whole run, logs above it."""
-
-    def __init__(self, description: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=description, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.bar.update(max(0, round(fraction * 1000) - self.bar.n))
-        self.bar.set_postfix_str(message[-70:], refresh=False)
-
-    def metric(self, name: str, value: float, step: int | None = None) -> None:
-        pass
-
-    def log(self, message: str) -> None:
-        self.bar.write(message, file=sys.stderr)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _set_threads(args: argparse.Namespace) -> None:
     if args.threads:
         import torch
@@ -114,7 +92,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = _config(args, args.ratio)
     sources = _sources(args)
     _set_threads(args)
-    reporter = TqdmReporter(f"btvae-train {args.model}")
+    reporter = TerminalReporter(f"btvae-train {args.model}")
     try:
         metrics = train_run(args.out, sources, args.label, args.model, config, resume=args.resume, reporter=reporter)
     finally:
@@ -175,7 +153,7 @@ def _run_study(args: argparse.Namespace) -> int:
     config = _config(args)
     sources = _sources(args)
     _set_threads(args)
-    reporter = TqdmReporter("btvae-study")
+    reporter = TerminalReporter("btvae-study")
     try:
         rows = run_study(args.out, sources, args.label, config, tuple(args.models), tuple(args.ratios),
                          resume=args.resume, reporter=reporter)

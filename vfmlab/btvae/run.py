@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vfmlab.devices import resolve_device
+from vfmlab.progress import Reporting, SilentReporter
 from vfmlab.errors import InputError
 from vfmlab.atomic import save_torch, write_json
 
@@ -35,7 +36,7 @@ from .losses import SegmentationLoss
 from .metrics import slice_stack_metrics
 from .pretrain import build_pretrainer
 from .registry import build_model, get_spec
-from .train import NullReporter, Reporter, RunContext, fit
+from .train import RunContext, fit
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -88,7 +89,7 @@ def _identity(sources, label, model_name: str, config: TrainConfig, stage: str) 
 
 def pretrain_run(
     run_dir: str | Path, sources: list[dict[str, Any]], label: str, model_name: str, config: TrainConfig,
-    *, resume: bool = False, reporter: Reporter | None = None, slices: SliceSet | None = None,
+    *, resume: bool = False, reporter: Reporting | None = None, slices: SliceSet | None = None,
 ) -> Path:
     """Stage 1 only; writes ``RUN_DIR/pretrained.pt`` (the whole model after stage 1) and returns its path.
 
@@ -108,7 +109,7 @@ def pretrain_run(
     device = resolve_device(config.device)
     torch.manual_seed(config.data.seed)
     model = build_model(model_name, config.model).to(device)
-    ctx = RunContext(run_dir, identity, config.data.seed, config.pretrain.epochs, reporter or NullReporter(),
+    ctx = RunContext(run_dir, identity, config.data.seed, config.pretrain.epochs, reporter or SilentReporter(),
                      config.checkpoint_every, resume_state=state, history=list(state["history"]) if state else [])
     _pretrain(model, spec, slices, split, config, ctx, device)
     save_torch({"format": MODEL_FORMAT, "identity": identity, "state_dict": model.state_dict()}, target)
@@ -119,7 +120,7 @@ def pretrain_run(
 
 def train_run(
     run_dir: str | Path, sources: list[dict[str, Any]], label: str, model_name: str, config: TrainConfig,
-    *, resume: bool = False, pretrained: str | Path | None = None, reporter: Reporter | None = None,
+    *, resume: bool = False, pretrained: str | Path | None = None, reporter: Reporting | None = None,
     slices: SliceSet | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``sources`` (see :func:`vfmlab.btvae.data.load_sources`); returns the metrics.
@@ -129,7 +130,7 @@ def train_run(
     (a finished run returns its metrics). ``slices``: the sources already loaded with this config.
     """
     run_dir = Path(run_dir)
-    reporter = reporter or NullReporter()
+    reporter = reporter or SilentReporter()
     spec = get_spec(model_name)
     identity = _identity(sources, label, model_name, config, "train")
     identity["pretrained"] = None if pretrained is None else str(pretrained)

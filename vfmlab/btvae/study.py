@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import load_sources
 from .registry import MODEL_NAMES, get_spec
 from .run import pretrain_run, train_run
-from .train import NullReporter, Reporter
+from ..progress import Reporting, ScaledReporter, SilentReporter
 
 STUDY_RATIOS = (0.9, 0.7, 0.5, 0.3, 0.1)
 TABLE_COLUMNS = (
@@ -28,22 +28,6 @@ TABLE_COLUMNS = (
     "labelled_slices", "slices", "negative_slices", "seconds",
 )
 TABLE_CSV, TABLE_JSON, PLOT_PNG = "study.csv", "study.json", "study.png"
-
-
-class ScaledReporter:
-    """Maps a sub-run's progress 0..1 onto ``[start, start + span]`` of the whole study."""
-
-    def __init__(self, parent: Reporter, start: float, span: float, prefix: str):
-        self.parent, self.start, self.span, self.prefix = parent, start, span, prefix
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.parent.progress(self.start + self.span * fraction, f"{self.prefix}: {message}")
-
-    def metric(self, name: str, value: float, step: int | None = None) -> None:
-        self.parent.metric(f"{self.prefix}/{name}", value, step)
-
-    def log(self, message: str) -> None:
-        self.parent.log(f"{self.prefix}: {message}")
 
 
 def run_name(model: str, ratio: float) -> str:
@@ -59,11 +43,11 @@ def run_study(
     ratios: tuple[float, ...] = STUDY_RATIOS,
     *,
     resume: bool = False,
-    reporter: Reporter | None = None,
+    reporter: Reporting | None = None,
 ) -> list[dict[str, Any]]:
     """Train every model at every ratio on the same held-back slices; returns the table rows."""
     out_dir = Path(out_dir)
-    reporter = reporter or NullReporter()
+    reporter = reporter or SilentReporter()
     if not models or not ratios:
         raise InputError("a study needs at least one model and one ratio")
     for model in models:

@@ -15,30 +15,10 @@ from torch import nn
 
 from vfmlab.atomic import save_torch
 from vfmlab.errors import VfmlabError
+from vfmlab.progress import Reporting, SilentReporter
 
 from .checkpoint import CHECKPOINT_FILE, MODEL_FORMAT
 from .losses import LossParts
-
-
-class Reporter(Protocol):
-    """What training reports to; :class:`vfmlab.jobs.Reporter` is one."""
-
-    def progress(self, fraction: float, message: str = "") -> Any: ...
-
-    def metric(self, name: str, value: float, step: int | None = None) -> Any: ...
-
-    def log(self, message: str) -> Any: ...
-
-
-class NullReporter:
-    def progress(self, fraction: float, message: str = "") -> None:
-        pass
-
-    def metric(self, name: str, value: float, step: int | None = None) -> None:
-        pass
-
-    def log(self, message: str) -> None:
-        pass
 
 
 class StageSettings(Protocol):
@@ -58,7 +38,7 @@ class RunContext:
     identity: dict[str, Any]  # model name, config, label, sources: stored with every checkpoint
     seed: int
     total_epochs: int
-    reporter: Reporter = field(default_factory=NullReporter)
+    reporter: Reporting = field(default_factory=SilentReporter)
     checkpoint_every: int = 1
     epochs_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
