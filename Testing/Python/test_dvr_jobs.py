@@ -171,3 +171,19 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     assert display.GetVisibility() and display.GetVolumePropertyNode() is not None
     opacity = display.GetVolumePropertyNode().GetVolumeProperty().GetScalarOpacity()
     assert opacity.GetSize() == 256
+
+
+def test_dvr_train_defaults_come_from_the_config_alone(tmp_path):
+    """Options left out take TrainConfig's defaults; the ones given replace them, nothing else changes."""
+    import argparse
+
+    from vfmlab.dvr.commands import _config_from_args, _configure_train
+    from vfmlab.dvr.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    _configure_train(parser)
+    plain = _config_from_args(parser.parse_args([str(tmp_path), "--out", str(tmp_path / "run")]))
+    assert plain == TrainConfig(captures=str(tmp_path.resolve()))
+    changed = _config_from_args(parser.parse_args([str(tmp_path), "--out", "r", "--epochs", "7", "--model", "mlp",
+                                                   "--fixed-rate"]))
+    assert changed == TrainConfig(captures=str(tmp_path.resolve()), epochs=7, model="mlp", anneal=False)

@@ -82,7 +82,7 @@ class DeepDVRLogic:
     def start(self, captures_dir: str | Path, run_dir: str | Path, model: str = "lookup", epochs: int = 100,
               s_low: float = 0.1, s_high: Optional[float] = None, **settings) -> None:
         """Train ``model`` on the captures in the background; ``settings``: other :class:`TrainConfig` fields."""
-        from vfmlab.dvr.train import TrainConfig
+        from vfmlab.dvr.config import TrainConfig
 
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")

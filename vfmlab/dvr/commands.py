@@ -11,48 +11,50 @@ from pathlib import Path
 from ..cli import Command
 from ..errors import InputError
 from ..models import names
+from .config import TrainConfig
 
 
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("captures", type=Path, nargs="?",
                         help="capture folder: view images + cameras.json (not needed with --resume)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoints, metrics, previews)")
-    parser.add_argument("--model", default="lookup", choices=names("dvr"))
-    parser.add_argument("--size", default="small", choices=("small", "paper"),
-                        help="layer widths: small (CPU) or the paper's (default: small)")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=4, help="global batch (views per step)")
+    parser.add_argument("--model", choices=names("dvr"), help=f"default {TrainConfig.model}")
+    parser.add_argument("--size", choices=("small", "paper"),
+                        help=f"layer widths: small (CPU) or the paper's (default: {TrainConfig.size})")
+    parser.add_argument("--epochs", type=int, help=f"default {TrainConfig.epochs}")
+    parser.add_argument("--batch-size", type=int, help=f"global batch (views per step; default {TrainConfig.batch_size})")
     parser.add_argument("--lr", type=float, help="learning rate (default: lookup 0.1, mlp 0.01, deep 0.003)")
-    parser.add_argument("--s-low", type=float, default=0.1, help="sampling rate at the first epoch")
+    parser.add_argument("--s-low", type=float, help=f"sampling rate at the first epoch (default {TrainConfig.s_low})")
     parser.add_argument("--s-high", type=float,
                         help="sampling rate at the last epoch (default: the captures' renderer's, else 2.0)")
     parser.add_argument("--fixed-rate", action="store_true", help="no stepsize annealing: always --s-high")
     parser.add_argument("--jitter", action="store_true",
                         help="ray jitter (paper); by default samples sit where Slicer's ray caster put them")
     parser.add_argument("--image-size", type=int, help="training image height in pixels (default: as captured)")
-    parser.add_argument("--validation-every", type=int, default=5, help="every n-th view validates")
+    parser.add_argument("--validation-every", type=int,
+                        help=f"every n-th view validates (default {TrainConfig.validation_every})")
     parser.add_argument("--volume", type=Path, help="the volume, if not where cameras.json says (SHA-256 checked)")
-    parser.add_argument("--targets", default="images", choices=("images", "labels"),
-                        help="train on the view images (captured or edited) or on segment colours (labels_NNN.png)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--targets", choices=("images", "labels"),
+                        help="train on the view images (captured or edited) or on segment colours "
+                        f"(labels_NNN.png); default {TrainConfig.targets}")
+    parser.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
+    parser.add_argument("--threads", type=int, help=f"default {TrainConfig.threads}")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--background", action="store_true",
                         help="run as a background job and return; stop it with 'vfmlab dvr-stop RUN_DIR'")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun, DDP)")
 
 
-def _config_from_args(args: argparse.Namespace):
-    from .train import TrainConfig
-
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The options given on the command line over :class:`TrainConfig`'s defaults."""
     if args.captures is None:
         raise InputError("give the capture folder (or --resume to continue a run)")
-    return TrainConfig(captures=str(args.captures.resolve()), model=args.model, size=args.size, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, s_low=args.s_low, s_high=args.s_high,
-                       anneal=not args.fixed_rate, jitter=args.jitter, image_size=args.image_size,
-                       validation_every=args.validation_every, seed=args.seed,
-                       volume=str(args.volume.resolve()) if args.volume else None, threads=args.threads,
-                       targets=args.targets)
+    given = {"model": args.model, "size": args.size, "epochs": args.epochs, "batch_size": args.batch_size,
+             "lr": args.lr, "s_low": args.s_low, "s_high": args.s_high, "image_size": args.image_size,
+             "validation_every": args.validation_every, "seed": args.seed, "threads": args.threads,
+             "targets": args.targets, "volume": str(args.volume.resolve()) if args.volume else None}
+    return TrainConfig(captures=str(args.captures.resolve()), anneal=not args.fixed_rate, jitter=args.jitter,
+                       **{name: value for name, value in given.items() if value is not None})
 
 
 def _run_train(args: argparse.Namespace) -> int:

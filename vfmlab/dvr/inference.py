@@ -15,7 +15,8 @@ from ..volume import Volume
 from .captures import TrainingSet, load_training_set
 from .checkpoints import BEST, RunDir, load_checkpoint
 from .models import DVRModel, RenderOptions, VolumeInput, build_model
-from .train import DEFAULT_S_HIGH, TrainConfig, image_ssim, learned_tf
+from .config import DEFAULT_S_HIGH, TrainConfig
+from .train import image_ssim, learned_tf
 from .transfer_functions import PiecewiseTF, ScalarDomain
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..jobs import Reporter, register_task
 from .checkpoints import RunDir
-from .train import TrainConfig, train
+from .config import TrainConfig
+from .train import train
 
 TRAIN_TASK = "dvr-train"
 TASK_MODULE = __name__
