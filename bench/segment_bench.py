@@ -24,7 +24,8 @@ import torch
 
 from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import overlap_metrics, segment_metrics
-from vfmlab.segment.finetune import FinetuneConfig, finetune
+from vfmlab.segment.config import SegmenterFinetuneConfig
+from vfmlab.segment.finetune import finetune
 from vfmlab.segment.propagate import box_of, propagate
 from vfmlab.segment.encoder_backends import record_path
 from vfmlab.segment.registry import build_segmenter
@@ -129,7 +130,7 @@ def finetune_runs(ct, labels, epochs: int, runs_dir: Path) -> dict:
                 "hq_parts_and_decoder": dict(learning_rate=3e-4, train_decoder=True)}
     runs = {}
     for name, setting in settings.items():
-        config = FinetuneConfig(segments={"kidney_right": 2, "pancreas": 7, "aorta": 52}, epochs=epochs,
+        config = SegmenterFinetuneConfig(segments={"kidney_right": 2, "pancreas": 7, "aorta": 52}, epochs=epochs,
                                 batch_size=4, cosine_schedule=True, max_slices_per_segment=14, device="cpu", **setting)
         run_dir = runs_dir / name
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -112,9 +112,22 @@ def test_finetune_cli_mini_batches_and_cosine_schedule(tmp_path, sample, capsys,
 
 
 def test_learning_rate_factor_is_constant_or_cosine():
-    from vfmlab.segment.finetune import FinetuneConfig, learning_rate_factor
+    from vfmlab.segment.config import SegmenterFinetuneConfig
+    from vfmlab.segment.finetune import learning_rate_factor
 
-    constant = learning_rate_factor(FinetuneConfig(epochs=4), steps_per_epoch=5)
-    cosine = learning_rate_factor(FinetuneConfig(epochs=4, cosine_schedule=True), steps_per_epoch=5)
+    constant = learning_rate_factor(SegmenterFinetuneConfig(epochs=4), steps_per_epoch=5)
+    cosine = learning_rate_factor(SegmenterFinetuneConfig(epochs=4, cosine_schedule=True), steps_per_epoch=5)
     assert [constant(s) for s in (0, 10, 20)] == [1.0, 1.0, 1.0]
     assert [cosine(s) for s in (0, 10, 20, 30)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_finetune_options_left_out_take_the_config_defaults():
+    """segment-finetune states no default of its own: each option left out is None on the command line."""
+    import argparse
+
+    from vfmlab.segment.commands import _configure_finetune
+
+    parser = argparse.ArgumentParser()
+    _configure_finetune(parser)
+    args = parser.parse_args(["ct.nrrd", "labels.nrrd", "--segments", "spleen=1", "--out", "run"])
+    assert all(getattr(args, name) is None for name in ("model", "axis", "epochs", "lr", "batch_size", "max_slices"))

@@ -100,7 +100,7 @@ def test_roi_prompt_segments_the_spleen_into_a_new_segment_and_undo_restores(seg
 def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch):
     from SegmentationToolsLib.segment_logic import finetune_job_params, metrics_rows, model_status, panel_finetune_config
 
-    from vfmlab.segment.finetune import FinetuneConfig
+    from vfmlab.segment.config import SegmenterFinetuneConfig
 
     monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
     status = {name: (available, message) for name, available, message in model_status()}
@@ -122,10 +122,10 @@ def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch)
 
     params = finetune_job_params(volume_node, reference, [ids["kidney_right"], ids["spleen"]], tmp_path / "run",
                                  panel_finetune_config(3, train_decoder=True))
-    config = FinetuneConfig(**params["config"])  # the job builds its config from these keys
+    config = SegmenterFinetuneConfig(**params["config"])  # the job builds its config from these keys
     assert config.segments == {"kidney_right": 1, "spleen": 2} and config.epochs == 3
     assert config.train_decoder and config.batch_size == 4 and config.cosine_schedule
-    hq_only = FinetuneConfig(**panel_finetune_config(3, train_decoder=False))
+    hq_only = SegmenterFinetuneConfig(**panel_finetune_config(3, train_decoder=False))
     assert not hq_only.train_decoder and hq_only.learning_rate > config.learning_rate
     written = read_labels(params["labels"], read_volume(params["volume"]))
     np.testing.assert_array_equal(written == 1, labels == 2)

@@ -14,6 +14,7 @@ from ..cli import Command
 from ..errors import InputError
 from ..models import names
 from ..progress import terminal_progress
+from .config import SegmenterFinetuneConfig
 
 
 def _numbers(text: str, count: int | None = None) -> list[float]:
@@ -197,11 +198,13 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", type=Path)
     parser.add_argument("labels", type=Path, help="label map on the volume's grid")
     parser.add_argument("--segments", required=True, help="'name=label value,...' to train on, e.g. kidney_right=2,pancreas=7")
-    parser.add_argument("--model", default="hq_litemedsam", help="hq_litemedsam (default), hq_sam_vit_b, hq_sam_vit_tiny")
-    parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=1, help="prompts per optimiser step (default 1)")
+    parser.add_argument("--model", help=f"an HQ segmenter: hq_litemedsam, hq_sam_vit_b, hq_sam_vit_tiny "
+                        f"(default {SegmenterFinetuneConfig.model})")
+    parser.add_argument("--axis", choices=["axial", "coronal", "sagittal"], help=f"default {SegmenterFinetuneConfig.axis}")
+    parser.add_argument("--epochs", type=int, help=f"default {SegmenterFinetuneConfig.epochs}")
+    parser.add_argument("--lr", type=float, help=f"learning rate (default {SegmenterFinetuneConfig.learning_rate})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"prompts per optimiser step (default {SegmenterFinetuneConfig.batch_size})")
     parser.add_argument("--cosine", action="store_true", help="decay the learning rate to 0 over the run (cosine)")
     parser.add_argument("--train-decoder", action="store_true", help="train the whole mask decoder, not only the HQ parts")
     parser.add_argument("--max-slices", type=int, help="at most this many slices per segment (evenly spaced)")
@@ -214,14 +217,15 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
 def _run_finetune(args: argparse.Namespace) -> int:
     from ..volume_io import read_labels, read_volume
     from ..weights import register_user_model
-    from .finetune import FinetuneConfig, finetune
+    from .finetune import finetune
 
     volume = read_volume(args.volume)
     labels = read_labels(args.labels, volume)
-    config = FinetuneConfig(model=args.model, segments=_parse_label_map(args.segments), axis=args.axis, epochs=args.epochs,
-                            learning_rate=args.lr, batch_size=args.batch_size, cosine_schedule=args.cosine,
-                            train_decoder=args.train_decoder,
-                            max_slices_per_segment=args.max_slices, device=args.device)
+    given = {"model": args.model, "axis": args.axis, "epochs": args.epochs, "learning_rate": args.lr,
+             "batch_size": args.batch_size, "max_slices_per_segment": args.max_slices, "device": args.device}
+    config = SegmenterFinetuneConfig(segments=_parse_label_map(args.segments), cosine_schedule=args.cosine,
+                                     train_decoder=args.train_decoder,
+                                     **{name: value for name, value in given.items() if value is not None})
     with terminal_progress() as progress:
         summary = finetune(volume, labels, config, args.out, resume=args.resume, on_progress=progress)
     if args.register:

@@ -24,28 +24,10 @@ from ..errors import InputError
 from ..jobs import register_task
 from ..metrics import dice
 from ..volume import Volume
+from .config import SegmenterFinetuneConfig
 from .propagate import box_of
 from .segmenter import ImageEmbedding, Prompt, PromptSegmenter
 from .volume_segmenter import VolumeSegmenter
-
-
-@dataclass
-class FinetuneConfig:
-    model: str = "hq_litemedsam"
-    segments: dict[str, int] = field(default_factory=dict)  # segment name → label value
-    axis: str = "axial"
-    epochs: int = 10
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 1  # prompts whose losses are averaged before each optimiser step
-    cosine_schedule: bool = False  # decay the learning rate to 0 over the run (cosine), else keep it
-    train_decoder: bool = False  # also train the SAM part of the mask decoder
-    validation_fraction: float = 0.3
-    max_slices_per_segment: int | None = None  # subsample slices (evenly) to bound CPU time
-    box_jitter: float = 0.1  # fraction of the box size each side may move
-    point_prompt_probability: float = 0.25
-    seed: int = 0
-    device: str | None = None
 
 
 @dataclass
@@ -55,7 +37,7 @@ class SliceSample:
     mask: np.ndarray  # (rows, cols) reference
 
 
-def split_slices(labels_view: np.ndarray, config: FinetuneConfig) -> tuple[list[SliceSample], list[SliceSample]]:
+def split_slices(labels_view: np.ndarray, config: SegmenterFinetuneConfig) -> tuple[list[SliceSample], list[SliceSample]]:
     """Training and held-out slices of every segment (slices where it is present), seeded."""
     rng = np.random.default_rng(config.seed)
     train, held_out = [], []
@@ -89,7 +71,7 @@ def trainable_parameters(segmenter: PromptSegmenter, train_decoder: bool) -> lis
     return chosen
 
 
-def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: FinetuneConfig) -> Prompt:
+def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: SegmenterFinetuneConfig) -> Prompt:
     """A jittered box around the reference, or a few points inside and outside it."""
     if rng.random() < config.point_prompt_probability:
         inside = np.argwhere(mask)
@@ -104,7 +86,7 @@ def training_prompt(mask: np.ndarray, rng: np.random.Generator, config: Finetune
     return Prompt(box=(min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])))
 
 
-def learning_rate_factor(config: FinetuneConfig, steps_per_epoch: int) -> Callable[[int], float]:
+def learning_rate_factor(config: SegmenterFinetuneConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the learning rate after ``step`` optimiser steps (constant, or cosine to 0).
 
     Not ``CosineAnnealingLR``: its saved state keeps the old length and it climbs again past it, so a
@@ -134,7 +116,7 @@ def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSa
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
-def cached_embeddings(engine: VolumeSegmenter, config: FinetuneConfig, indices: list[int], run_dir: Path,
+def cached_embeddings(engine: VolumeSegmenter, config: SegmenterFinetuneConfig, indices: list[int], run_dir: Path,
                       on_progress: Callable[[float, str], None] | None) -> dict[int, ImageEmbedding]:
     """Frozen-encoder features of the needed slices, kept in ``run_dir`` so a resumed run skips encoding."""
     path = run_dir / "embeddings.pt"
@@ -165,7 +147,7 @@ def cached_embeddings(engine: VolumeSegmenter, config: FinetuneConfig, indices: 
 def finetune(
     volume: Volume,
     labels: np.ndarray,
-    config: FinetuneConfig,
+    config: SegmenterFinetuneConfig,
     run_dir: str | Path,
     resume: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
@@ -221,7 +203,7 @@ class _Training:
     ``history.json``)."""
 
     segmenter: PromptSegmenter
-    config: FinetuneConfig
+    config: SegmenterFinetuneConfig
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     steps_per_epoch: int
@@ -238,7 +220,7 @@ class _Training:
         return self.run_dir / "best.pt"
 
     @classmethod
-    def start(cls, segmenter: PromptSegmenter, config: FinetuneConfig, train_count: int, run_dir: Path,
+    def start(cls, segmenter: PromptSegmenter, config: SegmenterFinetuneConfig, train_count: int, run_dir: Path,
               resume: bool) -> _Training:
         """A fresh optimiser and schedule, or, with ``resume`` and a ``last.pt``, the stored ones."""
         parameters = trainable_parameters(segmenter, config.train_decoder)
@@ -289,13 +271,13 @@ class _Training:
 
 @register_task("segment-finetune")
 def finetune_task(params: dict, reporter) -> dict:
-    """Background job: ``params`` = {volume, labels (files), run_dir, config (FinetuneConfig fields), register_as}."""
+    """Background job: ``params`` = {volume, labels (files), run_dir, config (SegmenterFinetuneConfig fields), register_as}."""
     from ..volume_io import read_labels, read_volume
     from ..weights import register_user_model
 
     volume = read_volume(params["volume"])
     labels = read_labels(params["labels"], volume)
-    config = FinetuneConfig(**params.get("config", {}))
+    config = SegmenterFinetuneConfig(**params.get("config", {}))
 
     def report_epoch(record: dict) -> None:
         reporter.metric("train_loss", record["train_loss"], record["epoch"])
