@@ -17,7 +17,7 @@ from vfmlab import mrml
 from vfmlab.cli import main
 from vfmlab.errors import InputError
 from vfmlab.volume_io import read_labels, read_volume, write_volume
-from vfmlab.segment.commands import evaluate_segmentation
+from vfmlab.segment.evaluation import evaluate_segmentation
 from vfmlab.slices import AXES, SliceStack
 from vfmlab.volume import LPS_TO_RAS, Volume
 

@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .. import atomic
 from ..cli import Command
 from ..errors import InputError
@@ -44,44 +42,6 @@ def prompt_specs(args: argparse.Namespace) -> list[dict]:
     return [spec]
 
 
-def slice_prompt_from_spec(volume, spec: dict):
-    """A prompt spec in voxel indices (``frame: ijk``, the default) or RAS mm (``frame: ras``) → SlicePrompt.
-
-    In voxel indices, ``slice`` is the index along the volume axis normal to the view, and the box
-    ``(a0, b0, a1, b1)`` and points ``(a, b)`` use the two in-plane axes in I, J, K order (axial: i, j).
-    """
-    from ..mrml.markups import SlicePrompt, slice_prompt
-    from ..slices import SliceStack
-
-    axis = spec.get("axis", "axial")
-    if spec.get("frame", "ijk") == "ras":
-        points = np.asarray(spec.get("points", []), float).reshape(-1, 3)
-        labels = np.asarray(spec.get("labels", [1] * len(points)))
-        return slice_prompt(volume, axis, points[labels == 1], points[labels == 0],
-                            np.asarray(spec["box"], float).reshape(2, 3) if "box" in spec else None)
-    stack = SliceStack.of(volume, axis)
-    normal_kji = stack.array_axes[0]
-    in_plane = sorted((a for a in range(3) if a != normal_kji), reverse=True)  # KJI axes, in I, J, K order
-
-    def to_slice(pairs: np.ndarray) -> np.ndarray:
-        kji = np.zeros((len(pairs), 3), int)
-        kji[:, normal_kji] = int(spec["slice"])
-        kji[:, in_plane[0]], kji[:, in_plane[1]] = pairs[:, 0], pairs[:, 1]
-        if (kji < 0).any() or (kji >= np.array(volume.array.shape)).any():
-            raise InputError(f"prompt {pairs.tolist()} on {axis} slice {spec['slice']} lies outside the volume")
-        return stack.voxel_to_slice(kji)
-
-    box = None
-    if "box" in spec:
-        corners = to_slice(np.rint(np.asarray(spec["box"], float)).astype(int).reshape(2, 2))
-        box = (float(corners[:, 2].min()), float(corners[:, 1].min()), float(corners[:, 2].max()), float(corners[:, 1].max()))
-    points = np.asarray(spec.get("points", []), float).reshape(-1, 2)
-    located = to_slice(np.rint(points).astype(int)) if len(points) else np.zeros((0, 3), int)
-    index = int(to_slice(np.zeros((1, 2), int))[0, 0])
-    return SlicePrompt(axis, index, box, located[:, [2, 1]].astype(float),
-                       np.asarray(spec.get("labels", [1] * len(points)), int))
-
-
 def _configure_segment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", type=Path)
     parser.add_argument("--model", default="litemedsam", help=f"{', '.join(names('segmenter'))} or a fine-tuned "
@@ -107,6 +67,7 @@ def _run_segment(args: argparse.Namespace) -> int:
 
     from .. import mrml
     from ..volume_io import read_volume, stem
+    from .prompt_specs import slice_prompt_from_spec
     from .propagate import PropagationConfig, propagate
     from .registry import build_segmenter
     from .segmenter import Prompt
@@ -159,25 +120,9 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write the table as .csv or .json")
 
 
-def evaluate_segmentation(segmentation_path: Path, reference_path: Path, labels: dict[str, int]) -> list[dict]:
-    """Metrics per named segment of a ``.seg.nrrd`` against values of a reference label map."""
-    from .. import mrml
-    from ..metrics import metrics_table
-
-    scene = mrml.new_scene()
-    reference_node = mrml.load_volume_node(scene, reference_path, labelmap=True)
-    reference = mrml.volume_from_node(reference_node)
-    segmentation = mrml.load_segmentation_node(scene, segmentation_path)
-    ids = {name: sid for sid, name in mrml.segment_names(segmentation).items()}
-    unknown = [name for name in labels if name not in ids]
-    if unknown:
-        raise InputError(f"no segment named {unknown}; segments are {sorted(ids)}", segmentation_path)
-    predictions = {name: mrml.segment_mask(segmentation, ids[name], reference_node) for name in labels}
-    references = {name: reference.array == value for name, value in labels.items()}
-    return metrics_table(predictions, references, spacing=reference.spacing[::-1])
-
-
 def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_segmentation
+
     rows = evaluate_segmentation(args.segmentation, args.reference, _parse_label_map(args.labels))
     columns = list(rows[0])
     print("  ".join(f"{c:>12}" for c in columns))
