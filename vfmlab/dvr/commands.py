@@ -5,7 +5,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ..cli import Command
@@ -105,51 +104,21 @@ def _configure_stop(parser: argparse.ArgumentParser) -> None:
 
 def _run_stop(args: argparse.Namespace) -> int:
     from .checkpoints import RunDir
+    from .tasks import run_status, stop_run
 
     run = RunDir(args.run_dir)
     run.read_config()
-    status = run_status(run.path)
-    if status["state"] != "running":
-        print(f"the run in {run.path} is not running ({status['state']})")
+    state = run_status(run.path)["state"]
+    if state != "running":
+        print(f"the run in {run.path} is not running ({state})")
         return 0
-    run.request_stop()
-    deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
-        status = run_status(run.path)
-        if status["state"] != "running":
-            print(f"stopped after epoch {status.get('epoch', 0)}; continue with "
-                  f"'vfmlab dvr-train --resume --out {run.path}' (add --background to run it in the background)")
-            return 0
-        time.sleep(0.2)
-    print(f"the run did not stop within {args.wait:.0f} s; it stops after its current batch", file=sys.stderr)
-    return 1
-
-
-def run_status(run_dir: Path) -> dict:
-    """State of a run folder's job (running, finished, failed, cancelled, not started) and its last metrics."""
-    import os
-
-    from ..jobs import read_events
-    from .checkpoints import RunDir
-
-    events = read_events(run_dir)
-    state = "not started"
-    pid = None
-    for event in events:
-        if event.kind == "started":
-            state, pid = "running", event.data.get("pid")
-        elif event.kind in ("finished", "failed", "cancelled"):
-            state = event.kind
-    if state == "running" and pid is not None:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            state = "died"
-        except PermissionError:
-            pass
-    metrics = RunDir(run_dir).metrics()
-    last = metrics[-1] if metrics else {}
-    return {"state": state, "pid": pid, **last}
+    status = stop_run(run.path, args.wait)
+    if status is None:
+        print(f"the run did not stop within {args.wait:.0f} s; it stops after its current batch", file=sys.stderr)
+        return 1
+    print(f"stopped after epoch {status.get('epoch', 0)}; continue with "
+          f"'vfmlab dvr-train --resume --out {run.path}' (add --background to run it in the background)")
+    return 0
 
 
 def _configure_status(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +127,7 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 def _run_status(args: argparse.Namespace) -> int:
     from .checkpoints import RunDir
+    from .tasks import run_status
 
     RunDir(args.run_dir).read_config()
     print(json.dumps(run_status(args.run_dir)))

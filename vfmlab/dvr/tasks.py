@@ -1,7 +1,10 @@
-"""Background job task ``dvr-train`` (start it with :func:`start_background`, or ``module=TASK_MODULE``)."""
+"""Background job task ``dvr-train`` (start it with :func:`start_background`, or ``module=TASK_MODULE``),
+and a run folder's job state: :func:`run_status`, :func:`stop_run`."""
 from __future__ import annotations
 
+import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,7 +12,6 @@ from ..errors import InputError
 from ..jobs import Reporter, register_task
 from .checkpoints import RunDir
 from .config import TrainConfig
-from .train import train
 
 TRAIN_TASK = "dvr-train"
 TASK_MODULE = __name__
@@ -22,6 +24,8 @@ def dvr_train_task(params: dict, reporter: Reporter) -> dict:
     config = TrainConfig.from_dict(params["config"]) if params.get("config") else None
     if config is None and not params.get("resume"):
         raise InputError("a new DeepDVR run needs its training config")
+    from .train import train  # torch: only in the job's process, not for status or stop
+
     reporter.log(f"DeepDVR training in {run_dir}")
     return train(config, run_dir, reporter, resume=bool(params.get("resume")))
 
@@ -36,3 +40,40 @@ def start_background(run_dir: str | Path, config: TrainConfig | None, resume: bo
     params = {"run_dir": str(run.path.resolve()), "config": asdict(config) if config is not None else None}
     return Job.start(TRAIN_TASK, params, run.path, module=TASK_MODULE, python=python or sys.executable,
                      resume=resume)
+
+
+def run_status(run_dir: Path) -> dict:
+    """State of a run folder's job (running, finished, failed, cancelled, not started) and its last metrics."""
+    from ..jobs import read_events
+
+    events = read_events(run_dir)
+    state = "not started"
+    pid = None
+    for event in events:
+        if event.kind == "started":
+            state, pid = "running", event.data.get("pid")
+        elif event.kind in ("finished", "failed", "cancelled"):
+            state = event.kind
+    if state == "running" and pid is not None:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            state = "died"
+        except PermissionError:
+            pass
+    metrics = RunDir(run_dir).metrics()
+    last = metrics[-1] if metrics else {}
+    return {"state": state, "pid": pid, **last}
+
+
+def stop_run(run_dir: str | Path, wait_s: float) -> dict | None:
+    """Ask a running run to stop (after its current batch) and wait up to ``wait_s`` seconds; its status
+    once it has stopped, None when it is still running."""
+    RunDir(run_dir).request_stop()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = run_status(Path(run_dir))
+        if status["state"] != "running":
+            return status
+        time.sleep(0.2)
+    return None
