@@ -53,5 +53,6 @@ def _user_rows() -> list[dict[str, Any]]:
 
 def model_rows(family: Family | None = None) -> list[dict[str, Any]]:
     """Catalogue entries then fine-tuned models, only those with a role in ``family`` when given."""
-    rows = [_row(entry) for entry in CATALOGUE.values()] + _user_rows()
-    return [row for row in rows if family is None or family in row["families"]]
+    # the weights status hashes files, so only the rows asked for are looked up
+    rows = [_row(entry) for entry in CATALOGUE.values() if family is None or family in entry.families]
+    return rows + (_user_rows() if family in (None, "segmenter") else [])

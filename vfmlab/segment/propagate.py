@@ -32,7 +32,6 @@ class PropagationConfig:
     # enlarge it by this many slice spacings (in mm, per side): a surface inclined up to atan(value) from the
     # slice normal stays inside, on thin and thick slices alike, and growth adds up linearly, not geometrically
     box_margin_slices: float = 1.0
-    mask_prompt: bool = False  # also prompt with the previous slice's low-resolution logits
     min_predicted_iou: float = 0.6
     area_ratio: tuple[float, float] = (0.4, 1.8)  # allowed area change from one slice to the next
     min_overlap: float = 0.4  # Dice of the new mask with the previous one
@@ -189,13 +188,12 @@ def _step(segmenter: VolumeSegmenter, axis: str, index: int, previous: MaskPredi
     """Prompt slice ``index`` from the previous mask; returns the prediction, its record, and whether the
     tight box had to replace the enlarged one."""
     config = context[0]
-    mask_logits = previous.low_res_logits if config.mask_prompt else None
     box = box_of(previous.mask, config.box_margin, _margin_px(segmenter, axis, config))
-    prediction, record = _predict(segmenter, axis, index, Prompt(box=box, mask_logits=mask_logits), previous, context)
+    prediction, record = _predict(segmenter, axis, index, Prompt(box=box), previous, context)
     enlarged = config.box_margin > 0 or config.min_box_margin_px > 0 or config.box_margin_slices > 0
     if record.accepted or not (config.retry_tight_box and enlarged):
         return prediction, record, False
-    tight = Prompt(box=box_of(previous.mask), mask_logits=mask_logits)
+    tight = Prompt(box=box_of(previous.mask))
     retried, retried_record = _predict(segmenter, axis, index, tight, previous, context)
     return (retried, retried_record, True) if retried_record.accepted else (prediction, record, False)
 

@@ -21,16 +21,11 @@ from ..errors import InputError
 
 @dataclass
 class Prompt:
-    """A box ``(x0, y0, x1, y1)`` and/or points ``(N, 2)`` as ``(x, y)`` with labels 1 (inside) / 0 (outside).
-
-    ``mask_logits`` optionally adds SAM's dense mask prompt: low-resolution logits ``(4E, 4E)`` as the
-    decoder returns them for a slice of the same size (e.g. the neighbouring slice's, when propagating).
-    """
+    """A box ``(x0, y0, x1, y1)`` and/or points ``(N, 2)`` as ``(x, y)`` with labels 1 (inside) / 0 (outside)."""
 
     box: tuple[float, float, float, float] | None = None
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), int))
-    mask_logits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, float).reshape(-1, 2)
@@ -64,7 +59,6 @@ class MaskPrediction:
     mask: np.ndarray  # bool (rows, cols)
     iou: float  # the model's own estimate of the mask's IoU
     logits: np.ndarray  # float32 (rows, cols), > 0 inside
-    low_res_logits: torch.Tensor | None = None  # (4E, 4E) decoder output, usable as the next mask prompt
 
 
 @dataclass
@@ -132,9 +126,7 @@ class PromptSegmenter:
         if multimask is None:
             # One click is ambiguous (part or whole?): let SAM propose three masks and keep the best.
             multimask = prompt.box is None and len(prompt.points) == 1
-        masks = None if prompt.mask_logits is None else prompt.mask_logits.to(self.device).reshape(
-            1, 1, *prompt.mask_logits.shape[-2:])
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
         decoder_args = dict(
             image_embeddings=embedding.features,
             image_pe=self.model.prompt_encoder.get_dense_pe(),
@@ -160,4 +152,4 @@ class PromptSegmenter:
     def predict(self, embedding: ImageEmbedding, prompt: Prompt) -> MaskPrediction:
         low_res, iou = self.decode(embedding, prompt)
         logits = self.upscale(low_res, embedding)[0, 0].float().cpu().numpy()
-        return MaskPrediction(logits > 0, float(iou.item()), logits, low_res[0, 0])
+        return MaskPrediction(logits > 0, float(iou.item()), logits)
