@@ -251,13 +251,13 @@ def _captures(volume_path: Path, preset: str, shift: float, out: Path, views: in
 
 
 def _train(captures: Path, run_dir: Path, epochs: int, **settings) -> dict:
-    from vfmlab.dvr.checkpoints import RunDir
+    from vfmlab.dvr.checkpoints import dvr_run
     from vfmlab.dvr.train import TrainConfig, train
 
     config = TrainConfig(captures=str(captures), model="lookup", epochs=epochs, batch_size=2, **settings)
     start = time.perf_counter()
     result = train(config, run_dir)
-    metrics = RunDir(run_dir).metrics()
+    metrics = dvr_run(run_dir).metrics()
     elapsed, reached = 0.0, None
     for row in metrics:
         elapsed += row["seconds"]

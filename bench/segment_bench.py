@@ -25,7 +25,7 @@ import torch
 from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.metrics import overlap_metrics, segment_metrics
 from vfmlab.segment.config import SegmenterFinetuneConfig
-from vfmlab.segment.finetune import finetune
+from vfmlab.segment.finetune import finetune, finetune_run
 from vfmlab.segment.propagate import box_of, propagate
 from vfmlab.segment.encoder_backends import record_path
 from vfmlab.segment.registry import build_segmenter
@@ -139,7 +139,7 @@ def finetune_runs(ct, labels, epochs: int, runs_dir: Path) -> dict:
             shutil.copy(features, run_dir / "embeddings.pt")
         began = time.perf_counter()
         summary = finetune(ct, labels, config, run_dir)
-        history = json.loads((run_dir / "history.json").read_text())
+        history = finetune_run(run_dir).metrics()
         runs[name] = {
             "config": {key: getattr(config, key) for key in ("learning_rate", "batch_size", "cosine_schedule",
                                                              "train_decoder", "epochs")},

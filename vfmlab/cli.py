@@ -44,15 +44,14 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .demo import DemoInputs, run_demo
+    from .progress import terminal_counter
 
     inputs = None
     if args.volume is not None:
         inputs = DemoInputs(args.volume, args.labels, {})
-    with tqdm(unit="step", file=sys.stderr) as progress:
-        summary = run_demo(args.out, inputs, progress, fast=args.fast)
+    with terminal_counter("demo") as counter:
+        summary = run_demo(args.out, inputs, counter.advance, fast=args.fast)
     print(f"demo written to {args.out.resolve()}: open {summary['scene']} in 3D Slicer, index.html in a browser")
     failed = [name for name, passed in summary["checks"].items() if not passed]
     if failed:

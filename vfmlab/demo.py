@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class DemoContext:
     inputs: DemoInputs
     staging: Path
     report: Report
-    progress: Any = None
+    progress: Callable[[int, str], None] | None = None  # ``progress(steps_done, message)`` once per step
     fast: bool = False  # bounded work per stage (tests, quick looks); stages say what they cut
     summary: dict = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)  # every check must pass for the demo to succeed
@@ -58,8 +59,7 @@ class DemoContext:
 
     def step(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.set_description(message)
-            self.progress.update(1)
+            self.progress(1, message)
 
 
 def scene_stage(ctx: DemoContext) -> None:
@@ -142,7 +142,8 @@ DEMO_STAGES: list[str] = [
 ]
 
 
-def run_demo(out_dir: str | Path, inputs: DemoInputs | None = None, progress=None, fast: bool = False) -> dict:
+def run_demo(out_dir: str | Path, inputs: DemoInputs | None = None,
+             progress: Callable[[int, str], None] | None = None, fast: bool = False) -> dict:
     """Run every stage into ``out_dir``; returns the summary that is also written as ``summary.json``."""
     inputs = inputs or DemoInputs.bundled()
     out_dir = Path(out_dir)

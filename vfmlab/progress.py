@@ -1,5 +1,6 @@
-"""How long work reports: one protocol (:class:`Reporting`), the silent and terminal reporters, and the
-terminal's progress bar for commands whose core takes a ``progress(fraction, message)`` callback.
+"""How long work reports: one protocol (:class:`Reporting`), the silent and terminal reporters, the
+terminal's progress bar for commands whose core takes a ``progress(fraction, message)`` callback, and
+its counter for work counted in units. The one module that draws terminal bars (tqdm).
 
 :class:`vfmlab.jobs.Reporter` (JSON-lines events of a background job) is the other implementation.
 """
@@ -15,11 +16,13 @@ Progress = Callable[[float, str], None]
 
 
 class Reporting(Protocol):
-    """What long work reports to: progress of the whole (0..1), named metrics, log lines."""
+    """What long work reports to: progress of the whole (0..1), named metrics, files it wrote, log lines."""
 
     def progress(self, fraction: float, message: str = "") -> Any: ...
 
     def metric(self, name: str, value: float, step: int | None = None) -> Any: ...
+
+    def artifact(self, kind: str, path: Any) -> Any: ...
 
     def log(self, message: str) -> Any: ...
 
@@ -31,6 +34,9 @@ class SilentReporter:
         pass
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def artifact(self, kind: str, path: Any) -> None:
         pass
 
     def log(self, message: str) -> None:
@@ -48,6 +54,9 @@ class ScaledReporter:
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         self.parent.metric(f"{self.prefix}/{name}", value, step)
+
+    def artifact(self, kind: str, path: Any) -> None:
+        self.parent.artifact(f"{self.prefix}/{kind}", path)
 
     def log(self, message: str) -> None:
         self.parent.log(f"{self.prefix}: {message}")
@@ -68,6 +77,9 @@ class TerminalReporter:
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         pass
 
+    def artifact(self, kind: str, path: Any) -> None:
+        pass
+
     def log(self, message: str) -> None:
         self.bar.write(message, file=sys.stderr)
 
@@ -83,3 +95,33 @@ def terminal_progress(description: str = "") -> Iterator[Progress]:
         yield reporter.progress
     finally:
         reporter.close()
+
+
+class TerminalCounter:
+    """A tqdm counter on stderr for work counted in units whose total may be unknown ahead (slices
+    propagated, views rendered, demo steps, bytes downloaded)."""
+
+    def __init__(self, description: str = "", total: int | None = None, unit: str = "step", bytes_: bool = False):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=description, unit="B" if bytes_ else unit, unit_scale=bytes_,
+                        file=sys.stderr, leave=not bytes_)
+
+    def advance(self, count: int = 1, message: str | None = None) -> None:
+        """``count`` more units done; ``message`` replaces the description."""
+        if message is not None:
+            self.bar.set_description(message, refresh=False)
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextmanager
+def terminal_counter(description: str = "", total: int | None = None, unit: str = "step") -> Iterator[TerminalCounter]:
+    """A :class:`TerminalCounter` for the duration."""
+    counter = TerminalCounter(description, total, unit)
+    try:
+        yield counter
+    finally:
+        counter.close()

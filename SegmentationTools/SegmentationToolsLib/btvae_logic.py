@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from vfmlab.btvae.config import TrainConfig
+from vfmlab.btvae.registry import DEFAULT_MODEL
+
 METRIC_LABELS = (
     ("dice", "Dice"), ("iou", "IoU"), ("precision", "Precision"), ("recall", "Recall"),
     ("fp_rate_negative", "False-positive rate (negative slices)"), ("slices", "Held-back slices"),
@@ -20,25 +23,27 @@ METRIC_LABELS = (
 )
 
 
+_CPU_RUN = TrainConfig.cpu()  # the defaults of a panel run (no torch: the module opens without it)
+
+
 @dataclass
 class TrainingSettings:
-    """What the panel asks for; the rest of the run's config is :meth:`TrainConfig.cpu`'s."""
+    """What the panel asks for; the rest of the run's config is :meth:`TrainConfig.cpu`'s, whose values
+    are also the defaults here."""
 
-    model: str = "btvae"
-    ratio: float = 0.3
-    axis: str = "axial"
-    image_size: int = 128
-    pretrain_epochs: int = 20
-    pretrain_lr: float = 3e-4
-    epochs: int = 40
-    finetune_lr: float = 1e-3
-    batch_size: int = 8
-    samples: int = 16
-    seed: int = 0
+    model: str = DEFAULT_MODEL
+    ratio: float = _CPU_RUN.data.ratio
+    axis: str = _CPU_RUN.data.axis
+    image_size: int = _CPU_RUN.model.image_size
+    pretrain_epochs: int = _CPU_RUN.pretrain.epochs
+    pretrain_lr: float = _CPU_RUN.pretrain.lr
+    epochs: int = _CPU_RUN.finetune.epochs
+    finetune_lr: float = _CPU_RUN.finetune.lr
+    batch_size: int = _CPU_RUN.finetune.batch_size
+    samples: int = _CPU_RUN.inference_samples
+    seed: int = _CPU_RUN.data.seed
 
-    def to_config(self):
-        from vfmlab.btvae.config import TrainConfig
-
+    def to_config(self) -> TrainConfig:
         config = TrainConfig.cpu(self.image_size, self.pretrain_epochs, self.epochs)
         config.pretrain.lr, config.finetune.lr = self.pretrain_lr, self.finetune_lr
         config.pretrain.batch_size = config.finetune.batch_size = self.batch_size
@@ -103,9 +108,10 @@ class BTVAELogic:
 
     @staticmethod
     def read_metrics(run_dir: str | Path) -> Optional[dict[str, Any]]:
-        """``metrics.json`` of a finished run, or None."""
-        path = Path(run_dir) / "metrics.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        """Held-back metrics of a finished run, or None."""
+        from vfmlab.btvae.run import finished_summary
+
+        return finished_summary(run_dir)
 
     @staticmethod
     def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:

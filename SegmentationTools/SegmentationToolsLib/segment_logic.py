@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vfmlab.segment.config import SegmentConfig
+
 
 @dataclass
 class UndoStep:
@@ -38,7 +40,7 @@ class SegmentSession:
     the widget inject it (the widget through a background-safe cache of built models).
     """
 
-    def __init__(self, volume_node, model_name: str = "litemedsam", device: str | None = None,
+    def __init__(self, volume_node, model_name: str = SegmentConfig.model, device: str | None = None,
                  segmenter_factory=None, max_undo: int = 20):
         from vfmlab import mrml
         from vfmlab.segment.registry import build_segmenter

@@ -18,6 +18,8 @@ from pathlib import Path
 import qt
 import slicer
 
+from vfmlab.segment.config import SegmentConfig
+
 UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "PromptSegment.ui"
 MODES = ("new", "replace", "add", "subtract")  # in the order of segModeComboBox's items
 
@@ -92,7 +94,7 @@ class PromptSegmentSection:
 
         self.model_status = {name: (ok, message) for name, ok, message in model_status()}
         combo = self.ui.segModelComboBox
-        current = combo.currentText or "litemedsam"
+        current = combo.currentText or SegmentConfig.model
         combo.clear()
         for name in self.model_status:
             combo.addItem(name)
@@ -284,7 +286,7 @@ class PromptSegmentSection:
                                                                self.ui.segFinetuneDecoderCheckBox.checked),
                                          register_as=self.ui.segFinetuneNameLineEdit.text)
             self.finetune_process = BackgroundProcess("segment-finetune", params, run_dir / "job",
-                                                      module="vfmlab.segment.finetune",
+                                                      module="vfmlab.segment.tasks",
                                                       on_progress=self.onFinetuneProgress, on_done=self.onFinetuneDone)
             self.finetune_process.start()
             self.ui.segFinetuneStartButton.enabled = False

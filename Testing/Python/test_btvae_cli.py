@@ -38,14 +38,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_train_writes_metrics_on_held_back_slices(trained_run):
-    metrics = json.loads((trained_run / "metrics.json").read_text())
+    metrics = json.loads((trained_run / "summary.json").read_text())
     for name in ("dice", "iou", "precision", "recall"):
         assert 0.0 <= metrics[name] <= 1.0
     assert metrics["model"] == "btvae" and metrics["ratio"] == 0.3
     assert metrics["dice"] > 0.4  # learned the liver, not chance (chance ≈ liver fraction of the slices)
     split = json.loads((trained_run / "split.json").read_text())
     assert not set(split["test"]) & (set(split["labelled"]) | set(split["unlabelled"]))
-    assert (trained_run / "model.pt").is_file() and (trained_run / "history.csv").is_file()
+    assert (trained_run / "model.pt").is_file() and (trained_run / "metrics.jsonl").is_file()
 
 
 def test_predict_writes_a_slicer_segmentation_and_uncertainty_volume(trained_run, ct, tmp_path, scene, capsys):

@@ -14,7 +14,7 @@ import pytest
 from vfmlab import mrml
 from vfmlab.cameras import CaptureSet
 from vfmlab.cli import main
-from vfmlab.dvr.checkpoints import RunDir
+from vfmlab.dvr.checkpoints import dvr_run
 from vfmlab.dvr.inference import TrainedRun
 from vfmlab.mrml.volume_rendering import volume_rendering_logic
 from vfmlab.render.capture import RenderSettings, render_file
@@ -50,7 +50,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_background_training_stops_and_resumes(captures, tmp_path, capsys):
     """Started by one ``vfmlab`` process that exits at once; stopped and resumed by later commands."""
-    run = RunDir(tmp_path / "run")
+    run = dvr_run(tmp_path / "run")
     started = cli("dvr-train", str(captures), "--out", str(run.path), "--epochs", "400", "--background", *TINY)
     assert started.returncode == 0, started.stderr
     assert "pid" in started.stdout
@@ -152,7 +152,7 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     logic.stop()
     assert wait_for(lambda: timers[-1].fire() or bool(done))
     assert done[-1][0] == "cancelled"
-    stopped_at = len(RunDir(run_dir).metrics())
+    stopped_at = len(dvr_run(run_dir).metrics())
     assert 1 <= stopped_at < 60
 
     logic.resume()

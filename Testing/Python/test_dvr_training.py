@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from vfmlab.dvr.captures import load_training_set
-from vfmlab.dvr.checkpoints import BEST, LAST, TF_JSON, TF_VP, RunDir, load_checkpoint
+from vfmlab.dvr.checkpoints import BEST, LAST, TF_JSON, TF_VP, dvr_run, load_checkpoint
 from vfmlab.dvr.inference import TrainedRun, slicer_rerender_ssim
 from vfmlab.dvr.models import model_names
 from vfmlab.dvr.train import TrainConfig, train
 from vfmlab.errors import InputError
+from vfmlab.progress import SilentReporter
 from vfmlab.render.capture import RenderSettings, SegmentLabels, capture_views, render_file
 from vfmlab.render.poses import Orbit, orbit_records
 
@@ -45,11 +46,11 @@ def test_lookup_tf_learned_from_slicer_captures_rerenders_in_slicer_on_held_out_
     config = TrainConfig(captures=str(tmp_path / "captures"), epochs=10, batch_size=4)
     result = train(config, tmp_path / "run")
     assert result["epoch"] == 10 and not result["stopped"]
-    run = RunDir(tmp_path / "run")
+    run = dvr_run(tmp_path / "run")
     metrics = run.metrics()
     assert [row["epoch"] for row in metrics] == list(range(1, 11))
-    assert set(metrics[0]) == {"epoch", "train_loss", "val_ssim", "sampling_rate", "seconds"}
-    best = load_checkpoint(run.file(BEST))
+    assert set(metrics[0]) == {"step", "epoch", "train_loss", "val_ssim", "sampling_rate", "seconds"}
+    best = load_checkpoint(run, BEST)
     assert best["best_ssim"] == max(row["val_ssim"] for row in metrics)
     assert run.file(TF_VP).is_file() and json.loads(run.file(TF_JSON).read_text())["scalar_opacity"]
 
@@ -64,7 +65,7 @@ def test_lookup_tf_learned_from_slicer_captures_rerenders_in_slicer_on_held_out_
 def test_every_registry_model_trains_a_few_epochs_with_falling_loss(small_captures, tmp_path, model):
     config = tiny_config(small_captures, model, size="small")
     result = train(config, tmp_path / model)
-    losses = [row["train_loss"] for row in RunDir(tmp_path / model).metrics()]
+    losses = [row["train_loss"] for row in dvr_run(tmp_path / model).metrics()]
     assert result["epoch"] == 4 and len(losses) == 4
     assert losses[-1] < losses[0], losses
 
@@ -91,7 +92,7 @@ def test_semantic_colouring_targets_from_segment_ids(small_head, tmp_path):
         load_training_set(tmp_path / "plain", targets="labels")
     config = tiny_config(tmp_path / "captures", "dvrnet", targets="labels", epochs=3, batch_size=1)
     train(config, tmp_path / "run")
-    losses = [row["train_loss"] for row in RunDir(tmp_path / "run").metrics()]
+    losses = [row["train_loss"] for row in dvr_run(tmp_path / "run").metrics()]
     assert losses[-1] < losses[0]
 
 
@@ -107,14 +108,21 @@ def test_stopped_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_ca
     config = tiny_config(small_captures, epochs=4)
     train(config, tmp_path / "straight")
 
-    run = RunDir(tmp_path / "stopped")
-    first = train(config, run.path, progress=lambda epoch, *_: run.request_stop() if epoch == 2 else None)
+    run = dvr_run(tmp_path / "stopped")
+
+    class StopAfterEpochTwo(SilentReporter):
+        def metric(self, name, value, step=None):
+            if step == 2:
+                run.request_stop()
+
+    first = train(config, run.path, StopAfterEpochTwo())
     assert first["stopped"] and first["epoch"] == 2 and len(run.metrics()) == 2
+    assert run.summary()["epoch"] == 2
     run.clear_stop()
     second = train(None, run.path, resume=True)
     assert second["epoch"] == 4 and [row["epoch"] for row in run.metrics()] == [1, 2, 3, 4]
-    resumed = load_checkpoint(run.file(LAST))["model_state"]
-    straight = load_checkpoint(tmp_path / "straight" / LAST)["model_state"]
+    resumed = load_checkpoint(run, LAST)["model_state"]
+    straight = load_checkpoint(dvr_run(tmp_path / "straight"), LAST)["model_state"]
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], atol=1e-6, rtol=1e-5)
 
@@ -122,7 +130,7 @@ def test_stopped_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_ca
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(small_captures, tmp_path):
     config = tiny_config(small_captures, epochs=2, batch_size=2)
     train(config, tmp_path / "single")
-    run = RunDir(tmp_path / "ddp")
+    run = dvr_run(tmp_path / "ddp")
     run.path.mkdir()
     run.write_config(asdict(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -130,12 +138,12 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(small_cap
                              "-m", "vfmlab.dvr.train", str(run.path)], capture_output=True, text=True, env=env,
                             timeout=180)
     assert result.returncode == 0, result.stderr[:4000]  # a failing rank's own message comes before torchrun's summary
-    ddp = load_checkpoint(run.file(LAST))["model_state"]
-    single = load_checkpoint(tmp_path / "single" / LAST)["model_state"]
+    ddp = load_checkpoint(run, LAST)["model_state"]
+    single = load_checkpoint(dvr_run(tmp_path / "single"), LAST)["model_state"]
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], atol=1e-5, rtol=1e-4)
     assert [round(r["train_loss"], 5) for r in run.metrics()] == \
-        [round(r["train_loss"], 5) for r in RunDir(tmp_path / "single").metrics()]
+        [round(r["train_loss"], 5) for r in dvr_run(tmp_path / "single").metrics()]
 
 
 def test_captured_volume_is_checked_by_sha256(small_captures, small_head, shared_data, tmp_path):
@@ -183,5 +191,6 @@ def test_corrupt_checkpoint_gives_a_clear_error(small_captures, tmp_path):
     config = tiny_config(small_captures, epochs=1)
     train(config, tmp_path / "run")
     (tmp_path / "run" / LAST).write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="not a readable DeepDVR checkpoint"):
+    with pytest.raises(InputError, match="is corrupt or not a DeepDVR checkpoint") as error:
         train(None, tmp_path / "run", resume=True)
+    assert "weights_only" not in str(error.value), "never advise loading an unknown file with code execution"

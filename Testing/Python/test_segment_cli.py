@@ -12,6 +12,7 @@ import torch
 from vfmlab.cli import main
 from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.jobs import Job
+from vfmlab.segment.finetune import finetune_run
 
 SPLEEN = 1
 
@@ -60,7 +61,7 @@ def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatc
               "learning_rate": 1e-3, "device": "cpu"}
     params = {"volume": str(ct_path), "labels": str(labels_path), "run_dir": str(run_dir), "config": config}
     env = {"VFMLAB_WEIGHTS_DIR": str(tmp_path / "weights"), "OMP_NUM_THREADS": "2"}
-    job = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.finetune", env=env)
+    job = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.tasks", env=env)
     epochs_seen = []
     while job.state == "running" and not epochs_seen:
         epochs_seen += [e for e in job.poll() if e.kind == "metric" and e.data["name"] == "mean_val_dice"]
@@ -68,15 +69,15 @@ def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatc
     assert epochs_seen, f"no epoch finished: {job.reason}"
     job.cancel()
     assert job.wait(30) == "cancelled"
-    done = json.loads((run_dir / "history.json").read_text())
+    done = finetune_run(run_dir).metrics()
     assert (run_dir / "last.pt").is_file() and (run_dir / "embeddings.pt").is_file()
 
     config["epochs"] = len(done) + 3
     params["register_as"] = "kidney_pancreas_hq"
-    resumed = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.finetune",
+    resumed = Job.start("segment-finetune", params, tmp_path / "job", module="vfmlab.segment.tasks",
                         env=env, resume=True)
     assert resumed.wait(600) == "finished", resumed.reason
-    history = json.loads((run_dir / "history.json").read_text())
+    history = finetune_run(run_dir).metrics()
     assert [h["epoch"] for h in history] == list(range(1, len(done) + 4))
     assert history[: len(done)] == done, "resuming must continue the run, not restart it"
     summary = resumed.result
@@ -107,6 +108,26 @@ def test_finetune_cli_mini_batches_and_cosine_schedule(tmp_path, sample, capsys,
     last = torch.load(run_dir / "last.pt", weights_only=True)
     assert last["scheduler"]["last_epoch"] == 2 * 2  # 4 training slices in batches of 2, for 2 epochs
     assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reached its end
+    run = finetune_run(run_dir)
+    assert run.read_config()["epochs"] == 2 and run.summary()["epochs_run"] == 2
+    assert [row["step"] for row in run.metrics()] == [1, 2]
+
+    # A run written before the shared layout kept its epochs in history.json: it still resumes.
+    legacy = [{k: v for k, v in row.items() if k != "step"} for row in run.metrics()]
+    (run_dir / "history.json").write_text(json.dumps(legacy))
+    run.file("metrics.jsonl").unlink()
+    resume = ["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}", "--max-slices", "6",
+              "--batch-size", "2", "--lr", "1e-3", "--device", "cpu", "--resume", "--out", str(run_dir)]
+    assert main(resume + ["--epochs", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs_run"] == 3
+    assert [row["step"] for row in run.metrics()] == [1, 2, 3] and run.metrics()[:2] == [
+        {"step": row["epoch"], **row} for row in legacy]
+
+    # A stop request (the panel's Stop, 'RUN_DIR/STOP') ends the run before its next batch; nothing is lost.
+    run.request_stop()
+    assert main(resume + ["--epochs", "5"]) == 0
+    stopped = json.loads(capsys.readouterr().out)
+    assert stopped["stopped"] and stopped["epochs_run"] == 3 and run.file("last.pt").is_file()
     assert main(["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}",
                  "--batch-size", "0", "--out", str(tmp_path / "bad")]) == 2
 

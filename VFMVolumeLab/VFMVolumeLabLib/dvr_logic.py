@@ -92,10 +92,10 @@ class DeepDVRLogic:
 
     def resume(self, run_dir: Optional[str | Path] = None) -> None:
         """Continue a stopped run (default: the last one) from its last checkpoint."""
-        from vfmlab.dvr.checkpoints import RunDir
+        from vfmlab.dvr.checkpoints import dvr_run
 
         run_dir = Path(run_dir or self.run_dir)
-        RunDir(run_dir).read_config()
+        dvr_run(run_dir).read_config()
         self._launch(run_dir, None, resume=True)
 
     def stop(self) -> None:
@@ -104,14 +104,14 @@ class DeepDVRLogic:
             self.process.cancel()
 
     def _launch(self, run_dir, config: Optional[dict], resume: bool) -> None:
-        from vfmlab.dvr.checkpoints import RunDir
+        from vfmlab.dvr.checkpoints import dvr_run
 
         from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
 
         if self.is_running:
             raise JobError(f"a DeepDVR run is already training in {self.run_dir}")
         self.run_dir = Path(run_dir).resolve()
-        RunDir(self.run_dir).clear_stop()
+        dvr_run(self.run_dir).clear_stop()
         kwargs = {} if self.timer_factory is None else {"timer_factory": self.timer_factory}
         self.process = BackgroundProcess(
             "dvr-train", {"run_dir": str(self.run_dir), "config": config}, self.run_dir,
@@ -161,10 +161,10 @@ class DeepDVRLogic:
 
     def update_plot(self) -> int:
         """Refill the metrics table from the run's ``metrics.jsonl``; returns the number of epochs."""
-        from vfmlab.dvr.checkpoints import RunDir
+        from vfmlab.dvr.checkpoints import dvr_run
 
         table, _ = self.plot_nodes()
-        rows = RunDir(self.run_dir).metrics() if self.run_dir is not None else []
+        rows = dvr_run(self.run_dir).metrics() if self.run_dir is not None else []
         vtk_table = table.GetTable()
         vtk_table.SetNumberOfRows(len(rows))
         for index, row in enumerate(rows):

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from vfmlab.render.poses import Orbit
+from vfmlab.render.settings import RenderSettings
+
 TASK = "probe"
 TASK_MODULE = "vfmlab.probes.tasks"
 
@@ -19,13 +22,13 @@ TASK_MODULE = "vfmlab.probes.tasks"
 class CaptureRequest:
     """What the panel asks for."""
 
-    preset: Optional[str] = "CT-AAA"  # None: keep the volume's current volume rendering property
-    shift: float = 0.0
-    views: int = 8
-    elevation: float = 0.0
-    size: int = 512  # headless captures; the app's 3D view captures at the view's own size
-    method: str = "cpu"
-    shading: Optional[bool] = None
+    preset: Optional[str] = RenderSettings.preset  # None: keep the volume's current volume rendering property
+    shift: float = RenderSettings.shift
+    views: int = Orbit.views
+    elevation: float = Orbit.elevation
+    size: int = RenderSettings.width  # headless captures; the app's 3D view captures at the view's own size
+    method: str = RenderSettings.method
+    shading: Optional[bool] = RenderSettings.shading
     current_view: bool = False  # one capture of the view as the user left it, instead of an orbit
 
 

@@ -1,4 +1,5 @@
-"""Run files: atomic training checkpoints (resume after cancel or crash) and the trained model file.
+"""BT-VAE model files: the trained model (``model.pt``), the stage-1 model (``pretrained.pt``), the format
+their payloads and the run's ``last.pt`` carry.
 
 Everything is written to a temporary file beside the target and renamed into place, so a job
 killed mid-write leaves the previous checkpoint intact. Files are read with ``weights_only=True``:
@@ -10,30 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from vfmlab.atomic import save_torch
 from vfmlab.errors import InputError
+from vfmlab.runs import load_run_file
 
 from .config import TrainConfig
 from .registry import build_model, get_spec
 
-CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 PRETRAINED_FILE = "pretrained.pt"
 MODEL_FORMAT = "vfmlab-btvae/1"
 
 
 def load_file(path: Path, what: str) -> dict[str, Any]:
-    """Load a run file or raise :class:`InputError` saying what it should have been."""
-    if not path.is_file():
-        raise InputError(f"has no {what} ({path.name})", path.parent)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises EOFError, RuntimeError, UnpicklingError... for bad files
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError(f"is corrupt or not a {what} ({type(exc).__name__}: {detail})", path) from None
+    """Load a BT-VAE file or raise :class:`InputError` saying what it should have been."""
+    payload = load_run_file(path, what)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise InputError(f"is not a {what} written by vfmlab btvae", path)
     return payload

@@ -9,7 +9,8 @@ from vfmlab.cli import Command
 from vfmlab.errors import InputError
 
 from ..progress import TerminalReporter
-from .registry import MODEL_NAMES
+from .config import STUDY_RATIOS, DataConfig, TrainConfig
+from .registry import DEFAULT_MODEL, MODEL_NAMES
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +22,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         "masks/<image>_<organ>_NNN.png folders the organ name")
     parser.add_argument("--more", nargs=2, action="append", default=[], metavar=("VOLUME", "LABELS"),
                         help="another volume and label map to take slices from (repeatable)")
-    parser.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
-                        help="slices are cut perpendicular to this axis (default axial)")
+    parser.add_argument("--axis", choices=("axial", "coronal", "sagittal"),
+                        help=f"slices are cut perpendicular to this axis (default {DataConfig.axis})")
     parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"),
                         help="cpu: narrow model, 128², 20+40 epochs (default); paper: the paper's model and "
                         "epochs (latent 1024×8×8 at 256², 200+400 epochs; use a GPU)")
@@ -31,8 +32,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="stage 2 (fine-tuning) epochs")
     parser.add_argument("--batch-size", type=int, help="batch size of both stages")
     parser.add_argument("--samples", type=int, help="z samples per slice at inference (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--seed", type=int, help=f"seed of the split and the training (default {DataConfig.seed})")
+    parser.add_argument("--device", help=f"auto (CUDA when available), cpu, cuda, cuda:1 ... (default {TrainConfig.device})")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
 
@@ -49,14 +50,12 @@ def _sources(args: argparse.Namespace) -> list[dict[str, str]]:
     return sources + [{"volume": str(volume), "labels": str(labels)} for volume, labels in args.more]
 
 
-def _config(args: argparse.Namespace, ratio: float | None = None):
-    from .config import TrainConfig
-
+def _config(args: argparse.Namespace, ratio: float | None = None) -> TrainConfig:
     if args.preset == "paper":
         config = TrainConfig.paper()
         config.model.image_size = args.size or config.model.image_size
     else:
-        config = TrainConfig.cpu(args.size or 128)
+        config = TrainConfig.cpu(args.size) if args.size else TrainConfig.cpu()
     if args.pretrain_epochs is not None:
         config.pretrain.epochs = args.pretrain_epochs
     if args.epochs is not None:
@@ -65,9 +64,11 @@ def _config(args: argparse.Namespace, ratio: float | None = None):
         config.pretrain.batch_size = config.finetune.batch_size = args.batch_size
     if args.samples is not None:
         config.inference_samples = args.samples
-    config.data.axis, config.data.seed, config.device = args.axis, args.seed, args.device
-    if ratio is not None:
-        config.data.ratio = ratio
+    given = {"axis": args.axis, "seed": args.seed, "ratio": ratio}
+    for name, value in given.items():
+        if value is not None:
+            setattr(config.data, name, value)
+    config.device = args.device or config.device
     config.validate()
     return config
 
@@ -81,9 +82,10 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     _add_data_arguments(parser)
-    parser.add_argument("--ratio", type=float, default=0.3, help="fraction of training slices with labels (default 0.3)")
-    parser.add_argument("--model", default="btvae", choices=MODEL_NAMES, help="default btvae")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (model.pt, metrics.json, history.csv ...)")
+    parser.add_argument("--ratio", type=float,
+                        help=f"fraction of training slices with labels (default {DataConfig.ratio})")
+    parser.add_argument("--model", choices=MODEL_NAMES, help=f"default {DEFAULT_MODEL}")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (model.pt, summary.json, metrics.jsonl ...)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -92,9 +94,10 @@ def _run_train(args: argparse.Namespace) -> int:
     config = _config(args, args.ratio)
     sources = _sources(args)
     _set_threads(args)
-    reporter = TerminalReporter(f"btvae-train {args.model}")
+    model = args.model or DEFAULT_MODEL
+    reporter = TerminalReporter(f"btvae-train {model}")
     try:
-        metrics = train_run(args.out, sources, args.label, args.model, config, resume=args.resume, reporter=reporter)
+        metrics = train_run(args.out, sources, args.label, model, config, resume=args.resume, reporter=reporter)
     finally:
         reporter.close()
     print(json.dumps(metrics, indent=2))
@@ -140,10 +143,9 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _configure_study(parser: argparse.ArgumentParser) -> None:
     _add_data_arguments(parser)
-    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
-                        help="models to compare (default all)")
-    parser.add_argument("--ratios", nargs="+", type=float, default=[0.9, 0.7, 0.5, 0.3, 0.1],
-                        help="label ratios (default 0.9 0.7 0.5 0.3 0.1)")
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, help="models to compare (default all)")
+    parser.add_argument("--ratios", nargs="+", type=float,
+                        help=f"label ratios (default {' '.join(map(str, STUDY_RATIOS))})")
     parser.add_argument("--out", type=Path, required=True, help="study folder (study.csv, study.json, study.png, runs/)")
 
 
@@ -155,7 +157,8 @@ def _run_study(args: argparse.Namespace) -> int:
     _set_threads(args)
     reporter = TerminalReporter("btvae-study")
     try:
-        rows = run_study(args.out, sources, args.label, config, tuple(args.models), tuple(args.ratios),
+        rows = run_study(args.out, sources, args.label, config, tuple(args.models or MODEL_NAMES),
+                         tuple(args.ratios or STUDY_RATIOS),
                          resume=args.resume, reporter=reporter)
     finally:
         reporter.close()
@@ -166,7 +169,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command("btvae-train", "train a BT-VAE (or VAE / U-Net / BT-U-Net) segmenter on few labelled slices; "
-            "writes model.pt and metrics.json (Dice, IoU, precision, recall on held-back slices)",
+            "writes model.pt and summary.json (Dice, IoU, precision, recall on held-back slices)",
             _configure_train, _run_train),
     Command("btvae-predict", "segment a volume with a trained run: .seg.nrrd (Slicer segmentation) and the "
             "per-voxel uncertainty (variance over z samples) as .nrrd", _configure_predict, _run_predict),

@@ -101,6 +101,9 @@ class FinetuneConfig:
     dice_batch: bool = True
 
 
+STUDY_RATIOS = (0.9, 0.7, 0.5, 0.3, 0.1)  # label ratios of btvae-study (the source's Figure 2)
+
+
 @dataclass
 class DataConfig:
     axis: str = "axial"  # slices are cut perpendicular to this anatomical axis (vfmlab.slices)

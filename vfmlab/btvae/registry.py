@@ -28,6 +28,7 @@ class BTVAESpec:
 
 
 MODEL_NAMES = catalogue.names("btvae")
+DEFAULT_MODEL = "btvae"
 
 
 def get_spec(name: str) -> BTVAESpec:

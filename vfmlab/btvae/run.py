@@ -1,12 +1,13 @@
 """One training run in a folder: data → split → stage 1 → stage 2 → metrics on the held-back slices.
 
-``RUN_DIR`` receives ``config.json`` (everything needed to repeat the run), ``split.json``,
-``checkpoint.pt`` while training, and at the end ``model.pt``, ``history.csv`` (loss per epoch)
-and ``metrics.json`` (Dice, IoU, precision, recall, false positives on negative slices).
+``RUN_DIR`` is the shared run folder (:mod:`vfmlab.runs`): ``config.json`` (everything needed to
+repeat the run), ``last.pt`` while training, ``metrics.jsonl`` (losses per epoch of both stages),
+``summary.json`` at the end (Dice, IoU, precision, recall, false positives on negative slices), plus
+``split.json`` and the trained ``model.pt`` (a stage-1 run: ``pretrained.pt``). Runs written before
+that layout (``checkpoint.pt``, ``history.csv``, ``metrics.json``) still resume and load.
 """
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -19,16 +20,9 @@ from vfmlab.devices import resolve_device
 from vfmlab.progress import Reporting, SilentReporter
 from vfmlab.errors import InputError
 from vfmlab.atomic import save_torch, write_json
+from vfmlab.runs import LAST, METRICS, RunFolder
 
-from .checkpoint import (
-    CHECKPOINT_FILE,
-    MODEL_FILE,
-    MODEL_FORMAT,
-    PRETRAINED_FILE,
-    TrainedModel,
-    load_file,
-    save_trained,
-)
+from .checkpoint import MODEL_FILE, MODEL_FORMAT, PRETRAINED_FILE, TrainedModel, load_file, save_trained
 from .config import TrainConfig
 from .data import SliceSet, Split, load_sources, split_slices
 from .inference import predict_slices
@@ -38,11 +32,23 @@ from .pretrain import build_pretrainer
 from .registry import build_model, get_spec
 from .train import RunContext, fit
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 SPLIT_FILE = "split.json"
-HISTORY_FILE = "history.csv"
-_RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE, SPLIT_FILE, HISTORY_FILE, PRETRAINED_FILE)
+LEGACY_CHECKPOINT, LEGACY_HISTORY, LEGACY_SUMMARY = "checkpoint.pt", "history.csv", "metrics.json"
+PRODUCTS = (MODEL_FILE, SPLIT_FILE, PRETRAINED_FILE, LEGACY_CHECKPOINT, LEGACY_HISTORY, LEGACY_SUMMARY)
+
+
+def btvae_run(path: str | Path) -> RunFolder:
+    """The BT-VAE run folder at ``path``."""
+    return RunFolder(Path(path), "BT-VAE", "vfmlab btvae-train")
+
+
+def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """The held-back metrics of a finished run (``summary.json``, or an older run's ``metrics.json``), or None."""
+    run = btvae_run(run_dir)
+    if not run.file(MODEL_FILE).is_file():
+        return None
+    legacy = run.file(LEGACY_SUMMARY)
+    return run.summary() or (json.loads(legacy.read_text(encoding="utf-8")) if legacy.is_file() else None)
 
 
 def prepare_data(
@@ -55,21 +61,33 @@ def prepare_data(
     return slices, split_slices(slices.positive, config.data)
 
 
-def _start(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+def _start(run: RunFolder, identity: dict[str, Any], resume: bool) -> dict[str, Any] | None:
     """Prepare the folder; returns the checkpoint to resume from (None: start from scratch)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for name in _RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        write_json(run_dir / CONFIG_FILE, identity)
+    if resume:
+        _convert_legacy_run(run)
+    run.begin(identity, resume, same_config=True, products=PRODUCTS)
+    if not run.file(LAST).is_file():
+        run.keep_metrics_through(0)
         return None
-    stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) if (run_dir / CONFIG_FILE).is_file() else None
-    if stored is not None and stored != _plain(identity):
-        raise InputError("was started with other settings; resume it with the same ones or start a new run", run_dir)
-    write_json(run_dir / CONFIG_FILE, identity)
-    if not (run_dir / CHECKPOINT_FILE).is_file():
-        return None
-    return load_file(run_dir / CHECKPOINT_FILE, "training checkpoint")
+    state = load_file(run.file(LAST), "training checkpoint")
+    run.keep_metrics_through(int(state["step"]))
+    return state
+
+
+def _convert_legacy_run(run: RunFolder) -> None:
+    """An unfinished run written before the shared layout: its ``checkpoint.pt`` becomes ``last.pt`` and the
+    epochs it holds become ``metrics.jsonl`` (rows numbered over both stages, as new runs number them)."""
+    legacy = run.file(LEGACY_CHECKPOINT)
+    if not legacy.is_file() or run.file(LAST).is_file():
+        return
+    state = load_file(legacy, "training checkpoint")
+    history = state.pop("history", [])
+    state["step"] = len(history)
+    run.save_state(LAST, state)
+    if not run.file(METRICS).is_file():
+        for step, row in enumerate(history, start=1):
+            run.append_metrics({"step": step, **row})
+    legacy.unlink()
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -90,31 +108,33 @@ def _identity(sources, label, model_name: str, config: TrainConfig, stage: str) 
 def pretrain_run(
     run_dir: str | Path, sources: list[dict[str, Any]], label: str, model_name: str, config: TrainConfig,
     *, resume: bool = False, reporter: Reporting | None = None, slices: SliceSet | None = None,
-) -> Path:
-    """Stage 1 only; writes ``RUN_DIR/pretrained.pt`` (the whole model after stage 1) and returns its path.
+) -> Path | None:
+    """Stage 1 only; writes ``RUN_DIR/pretrained.pt`` (the whole model after stage 1) and returns its path
+    (None when stopped by ``RUN_DIR/STOP``).
 
     Stage 1 sees every training image (not the held-back test slices) and no mask, so its result
     does not depend on the label ratio: a study pretrains once per model and fine-tunes per ratio.
     """
-    run_dir = Path(run_dir)
+    run = btvae_run(run_dir)
     spec = get_spec(model_name)
     if spec.pretraining is None or config.pretrain.epochs < 1:
         raise InputError(f"model '{model_name}' has no pretraining stage (or pretrain epochs is 0)")
     identity = _identity(sources, label, model_name, config, "pretrain")
-    target = run_dir / PRETRAINED_FILE
+    target = run.file(PRETRAINED_FILE)
     if resume and target.is_file():
         return target
-    state = _start(run_dir, identity, resume)
+    state = _start(run, identity, resume)
     slices, split = prepare_data(sources, label, config, slices)
     device = resolve_device(config.device)
     torch.manual_seed(config.data.seed)
     model = build_model(model_name, config.model).to(device)
-    ctx = RunContext(run_dir, identity, config.data.seed, config.pretrain.epochs, reporter or SilentReporter(),
-                     config.checkpoint_every, resume_state=state, history=list(state["history"]) if state else [])
+    ctx = RunContext(run, identity, config.data.seed, config.pretrain.epochs, reporter or SilentReporter(),
+                     config.checkpoint_every, resume_state=state)
     _pretrain(model, spec, slices, split, config, ctx, device)
+    if ctx.stopped:
+        return None
     save_torch({"format": MODEL_FORMAT, "identity": identity, "state_dict": model.state_dict()}, target)
-    _write_history(run_dir, ctx.history)
-    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    run.file(LAST).unlink(missing_ok=True)
     return target
 
 
@@ -128,26 +148,27 @@ def train_run(
     ``pretrained``: a ``pretrained.pt`` from :func:`pretrain_run` with the same model, data and
     config, used instead of running stage 1 here. ``resume``: continue from the run's checkpoint
     (a finished run returns its metrics). ``slices``: the sources already loaded with this config.
+    A stop request (``RUN_DIR/STOP``) ends the run after the current batch; it then returns
+    ``{"stopped": True, "step": epochs done}`` and resumes later from its checkpoint.
     """
-    run_dir = Path(run_dir)
+    run = btvae_run(run_dir)
     reporter = reporter or SilentReporter()
     spec = get_spec(model_name)
     identity = _identity(sources, label, model_name, config, "train")
     identity["pretrained"] = None if pretrained is None else str(pretrained)
-    if resume and (run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_FILE).is_file():
-        return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    if resume and (finished := finished_summary(run.path)) is not None:
+        return finished
     started = time.perf_counter()
-    state = _start(run_dir, identity, resume)
+    state = _start(run, identity, resume)
     slices, split = prepare_data(sources, label, config, slices)
-    write_json(run_dir / SPLIT_FILE, {**split.to_dict(), "names": slices.names})
+    write_json(run.file(SPLIT_FILE), {**split.to_dict(), "names": slices.names})
     device = resolve_device(config.device)
     torch.manual_seed(config.data.seed)
     model = build_model(model_name, config.model).to(device)
 
     run_stage1 = spec.pretraining is not None and config.pretrain.epochs > 0 and pretrained is None
     total = config.finetune.epochs + (config.pretrain.epochs if run_stage1 else 0)
-    ctx = RunContext(run_dir, identity, config.data.seed, total, reporter, config.checkpoint_every,
-                     resume_state=state, history=list(state["history"]) if state else [])
+    ctx = RunContext(run, identity, config.data.seed, total, reporter, config.checkpoint_every, resume_state=state)
     if pretrained is not None:
         _load_pretrained(model, Path(pretrained), identity)
     elif run_stage1 and not (state is not None and state["stage"] == "finetune"):
@@ -155,8 +176,11 @@ def train_run(
     elif run_stage1:
         ctx.epochs_done = config.pretrain.epochs  # stage 1 finished before the checkpoint being resumed
 
-    _finetune_stage(model, model_name, slices, split, config, ctx, device)
-    return _finish(run_dir, model, model_name, label, config, slices.subset(split.test), split, ctx, started)
+    if not ctx.stopped:
+        _finetune_stage(model, model_name, slices, split, config, ctx, device)
+    if ctx.stopped:
+        return {"stopped": True, "step": ctx.epochs_done, "run_dir": str(run.path)}
+    return _finish(run, model, model_name, label, config, slices.subset(split.test), split, ctx, started)
 
 
 def _finetune_stage(model, model_name: str, slices: SliceSet, split: Split, config: TrainConfig, ctx: RunContext,
@@ -176,9 +200,9 @@ def _finetune_stage(model, model_name: str, slices: SliceSet, split: Split, conf
     fit("finetune", model, step, len(labelled), config.finetune, ctx)
 
 
-def _finish(run_dir: Path, model, model_name: str, label: str, config: TrainConfig, test: SliceSet, split: Split,
+def _finish(run: RunFolder, model, model_name: str, label: str, config: TrainConfig, test: SliceSet, split: Split,
             ctx: RunContext, started: float) -> dict[str, Any]:
-    """Score the held-back slices, write the model, history and metrics, drop the resume checkpoint."""
+    """Score the held-back slices, write the model and the summary, drop the resume checkpoint."""
     device = next(model.parameters()).device
     mean, _ = predict_slices(model, test.images, config.inference_samples if model.probabilistic else 1,
                              device=device)
@@ -186,14 +210,13 @@ def _finish(run_dir: Path, model, model_name: str, label: str, config: TrainConf
         "model": model_name, "ratio": config.data.ratio, "label": str(label),
         "labelled_slices": int(len(split.labelled)), "training_slices": int(len(split.training)),
         **slice_stack_metrics(mean >= 0.5, test.masks),
-        "final_loss": ctx.history[-1]["loss"] if ctx.history else None,
+        "final_loss": (run.metrics() or [{}])[-1].get("loss"),
         "seconds": time.perf_counter() - started,  # this session's part when resumed
     }
     model.cpu()
-    save_trained(run_dir / MODEL_FILE, TrainedModel(model_name, model, config, str(label), metrics))
-    _write_history(run_dir, ctx.history)
-    write_json(run_dir / METRICS_FILE, metrics)
-    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    save_trained(run.file(MODEL_FILE), TrainedModel(model_name, model, config, str(label), metrics))
+    run.write_summary(metrics)
+    run.file(LAST).unlink(missing_ok=True)
     for name in ("dice", "iou", "precision", "recall"):
         ctx.reporter.metric(name, metrics[name])
     ctx.reporter.progress(1.0, f"{model_name}: Dice {metrics['dice']:.3f} on {metrics['slices']} held-back slices")
@@ -217,11 +240,3 @@ def _load_pretrained(model, path: Path, identity: dict[str, Any]) -> None:
         raise InputError("was pretrained with other model, data or stage-1 settings", path)
     model.load_state_dict(payload["state_dict"])
 
-
-def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    columns = sorted({key for row in history for key in row} - {"stage", "epoch"})
-    with open(run_dir / HISTORY_FILE, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["stage", "epoch", *columns])
-        for row in history:
-            writer.writerow([row["stage"], row["epoch"], *(row.get(c, "") for c in columns)])

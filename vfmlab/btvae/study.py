@@ -13,16 +13,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from vfmlab.errors import InputError
+from vfmlab.errors import InputError, VfmlabError
 from vfmlab.atomic import write_json
 
-from .config import TrainConfig
+from .config import STUDY_RATIOS, TrainConfig
 from .data import load_sources
 from .registry import MODEL_NAMES, get_spec
 from .run import pretrain_run, train_run
 from ..progress import Reporting, ScaledReporter, SilentReporter
 
-STUDY_RATIOS = (0.9, 0.7, 0.5, 0.3, 0.1)
 TABLE_COLUMNS = (
     "model", "ratio", "dice", "iou", "precision", "recall", "fp_rate_negative", "fp_pixels_negative",
     "labelled_slices", "slices", "negative_slices", "seconds",
@@ -67,16 +66,25 @@ def run_study(
         if kind == "pretrain":
             pretrained[model] = pretrain_run(out_dir / "pretrain" / model, sources, label, model, config,
                                              resume=resume, reporter=sub, slices=slices)
+            if pretrained[model] is None:
+                raise_stopped(name)
         else:
             run_config = dataclasses.replace(config, data=dataclasses.replace(config.data, ratio=ratio))
             metrics = train_run(out_dir / "runs" / run_name(model, ratio), sources, label, model, run_config,
                                 resume=resume, pretrained=pretrained.get(model), reporter=sub, slices=slices)
+            if metrics.get("stopped"):
+                raise_stopped(name)
             rows.append({column: metrics.get(column) for column in TABLE_COLUMNS})
             write_table(out_dir, rows)
         done += weight
     write_plot(out_dir / PLOT_PNG, rows)
     reporter.progress(1.0, f"study done: {len(rows)} runs")
     return rows
+
+
+def raise_stopped(name: str) -> None:
+    raise VfmlabError(f"the study's run '{name}' was stopped (a STOP file in its folder); remove the file and "
+                      "run the study again with --resume to continue")
 
 
 def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> None:

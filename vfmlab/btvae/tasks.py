@@ -53,7 +53,8 @@ def train_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
 @register_task(STUDY_TASK)
 def study_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     from .registry import MODEL_NAMES
-    from .study import PLOT_PNG, STUDY_RATIOS, TABLE_CSV, run_study
+    from .config import STUDY_RATIOS
+    from .study import PLOT_PNG, TABLE_CSV, run_study
 
     _set_threads(params)
     out = Path(params["out"])

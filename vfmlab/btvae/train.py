@@ -6,18 +6,17 @@ draws the same batches it would have drawn without the interruption.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from vfmlab.atomic import save_torch
 from vfmlab.errors import VfmlabError
 from vfmlab.progress import Reporting, SilentReporter
+from vfmlab.runs import LAST, RunFolder
 
-from .checkpoint import CHECKPOINT_FILE, MODEL_FORMAT
+from .checkpoint import MODEL_FORMAT
 from .losses import LossParts
 
 
@@ -32,35 +31,22 @@ class StageSettings(Protocol):
 
 @dataclass
 class RunContext:
-    """State shared by the stages of one run: where to checkpoint, how far along, what to report."""
+    """State shared by the stages of one run: its folder, how far along, what to report."""
 
-    run_dir: Path
+    run: RunFolder
     identity: dict[str, Any]  # model name, config, label, sources: stored with every checkpoint
     seed: int
     total_epochs: int
     reporter: Reporting = field(default_factory=SilentReporter)
     checkpoint_every: int = 1
-    epochs_done: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_done: int = 0  # over both stages: the ``step`` of the run's metric rows
     resume_state: dict[str, Any] | None = None  # checkpoint being resumed, until its stage takes it
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT_FILE
+    stopped: bool = False  # a stop was requested (``RUN_DIR/STOP``); the stages return at once
 
     def save_checkpoint(self, stage: str, epoch: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        save_torch(
-            {
-                "format": MODEL_FORMAT,
-                "identity": self.identity,
-                "stage": stage,
-                "epoch": epoch,
-                "state": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": self.history,
-            },
-            self.checkpoint_path,
-        )
+        self.run.save_state(LAST, {"format": MODEL_FORMAT, "identity": self.identity, "stage": stage, "epoch": epoch,
+                                   "step": self.epochs_done, "state": module.state_dict(),
+                                   "optimizer": optimizer.state_dict()})
 
 
 def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -84,7 +70,8 @@ def fit(
     """Train ``module`` for ``settings.epochs`` epochs of ``step(batch_indices) -> loss``.
 
     Resumes from ``ctx.resume_state`` when it belongs to this stage; checkpoints every
-    ``ctx.checkpoint_every`` epochs and after the last one.
+    ``ctx.checkpoint_every`` epochs and after the last one; returns early, with ``ctx.stopped`` set,
+    when a stop is requested (the unfinished epoch is dropped).
     """
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     start = 0
@@ -102,6 +89,9 @@ def fit(
         sums: dict[str, float] = {}
         batches = epoch_batches(n_items, settings.batch_size, ctx.seed, epoch)
         for indices in batches:
+            if ctx.run.stop_requested():
+                ctx.stopped = True
+                return
             parts = step(indices)
             if not torch.isfinite(parts.total):
                 raise VfmlabError(
@@ -113,13 +103,11 @@ def fit(
             optimizer.step()
             for name, value in {"loss": parts.total, **parts.parts}.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
-        row = {"stage": stage, "epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()}}
-        ctx.history.append(row)
         ctx.epochs_done += 1
+        row = {"step": ctx.epochs_done, "stage": stage, "epoch": epoch + 1,
+               **{k: v / len(batches) for k, v in sums.items()}}
         # Checkpoint first: an epoch the user saw reported survives a cancel that comes right after.
         if (epoch + 1) % ctx.checkpoint_every == 0 or epoch + 1 == settings.epochs:
             ctx.save_checkpoint(stage, epoch + 1, module, optimizer)
-        ctx.reporter.metric(f"{stage}_loss", row["loss"], epoch + 1)
-        ctx.reporter.progress(
-            ctx.epochs_done / ctx.total_epochs, f"{stage} epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4g}"
-        )
+        ctx.run.record_epoch(row, ctx.reporter, ctx.epochs_done / ctx.total_epochs,
+                             f"{stage} epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4g}")

@@ -59,11 +59,12 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _run_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .checkpoints import RunDir
+    from ..progress import TerminalReporter
+    from .checkpoints import dvr_run
     from .tasks import start_background
     from .train import train
 
-    run = RunDir(args.out)
+    run = dvr_run(args.out)
     config = None if args.resume else _config_from_args(args)
     if args.resume:
         run.read_config()  # a clear error when --out is not a run
@@ -80,19 +81,14 @@ def _run_train(args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                    "-m", "vfmlab.dvr.train", str(run.path)] + (["--resume"] if args.resume else [])
         return subprocess.call(command)
-    from tqdm import tqdm
-
-    total = config.epochs if config is not None else json.loads(run.file("config.json").read_text())["epochs"]
-    with tqdm(total=total, unit="epoch", file=sys.stderr, initial=len(run.metrics()) if args.resume else 0) as bar:
-        def progress(epoch, loss, val_ssim):
-            bar.n = epoch
-            bar.set_postfix(loss=f"{loss:.4f}", val_ssim=f"{val_ssim:.4f}")
-            bar.refresh()
-        try:
-            result = train(config, run.path, resume=args.resume, progress=progress)
-        except KeyboardInterrupt:
-            print(f"stopped; continue with 'vfmlab dvr-train --resume --out {run.path}'", file=sys.stderr)
-            return 130
+    reporter = TerminalReporter("dvr-train")
+    try:
+        result = train(config, run.path, reporter, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"stopped; continue with 'vfmlab dvr-train --resume --out {run.path}'", file=sys.stderr)
+        return 130
+    finally:
+        reporter.close()
     print(json.dumps(result))
     return 0
 
@@ -103,10 +99,10 @@ def _configure_stop(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_stop(args: argparse.Namespace) -> int:
-    from .checkpoints import RunDir
+    from .checkpoints import dvr_run
     from .tasks import run_status, stop_run
 
-    run = RunDir(args.run_dir)
+    run = dvr_run(args.run_dir)
     run.read_config()
     state = run_status(run.path)["state"]
     if state != "running":
@@ -126,10 +122,10 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from .checkpoints import RunDir
+    from .checkpoints import dvr_run
     from .tasks import run_status
 
-    RunDir(args.run_dir).read_config()
+    dvr_run(args.run_dir).read_config()
     print(json.dumps(run_status(args.run_dir)))
     return 0
 
@@ -146,8 +142,7 @@ def _configure_render(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from ..progress import terminal_counter
     from ..render.poses import Orbit, orbit_records
     from .captures import write_image
     from .inference import TrainedRun, load_views, read_volume_for
@@ -161,9 +156,11 @@ def _run_render(args: argparse.Namespace) -> int:
     out = args.out or run.run_dir / "renders"
     out.mkdir(parents=True, exist_ok=True)
     background = run.training_set().capture.background
-    for n, view in enumerate(tqdm(views, unit="view", file=sys.stderr)):
-        image = run.render(volume, [view], args.size, args.sampling_rate, background)[0]
-        write_image(out / f"view_{n:03d}.png", image)
+    with terminal_counter("rendering", len(views), unit="view") as counter:
+        for n, view in enumerate(views):
+            image = run.render(volume, [view], args.size, args.sampling_rate, background)[0]
+            write_image(out / f"view_{n:03d}.png", image)
+            counter.advance()
     print(f"{len(views)} views written to {out.resolve()}")
     return 0
 

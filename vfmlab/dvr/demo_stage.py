@@ -22,7 +22,7 @@ def run(ctx) -> None:
     from ..render.capture import RenderSettings, capture_views
     from ..render.poses import Orbit, orbit_records
     from .captures import write_image
-    from .checkpoints import RunDir
+    from .checkpoints import dvr_run
     from .inference import TrainedRun, slicer_rerender_ssim
     from .train import TrainConfig, train
 
@@ -39,7 +39,7 @@ def run(ctx) -> None:
     config = TrainConfig(captures=str(folder / "captures"), model="lookup", epochs=epochs, batch_size=2,
                          s_low=0.1, s_high=2.0)
     result = train(config, folder / "run")
-    metrics = RunDir(folder / "run").metrics()
+    metrics = dvr_run(folder / "run").metrics()
 
     ctx.step("DeepDVR: re-rendering the learned TF in Slicer")
     run_ = TrainedRun.load(folder / "run")

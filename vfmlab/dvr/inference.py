@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..volume_io import read_volume
 from ..volume import Volume
 from .captures import TrainingSet, load_training_set
-from .checkpoints import BEST, RunDir, load_checkpoint
+from .checkpoints import BEST, dvr_run, load_checkpoint
 from .models import DVRModel, RenderOptions, VolumeInput, build_model
 from .config import DEFAULT_S_HIGH, TrainConfig
 from .train import image_ssim, learned_tf
@@ -31,9 +31,9 @@ class TrainedRun:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = BEST) -> "TrainedRun":
-        run = RunDir(run_dir)
+        run = dvr_run(run_dir)
         config = TrainConfig.from_dict(run.read_config())
-        state = load_checkpoint(run.file(checkpoint))
+        state = load_checkpoint(run, checkpoint)
         model = build_model(state["model"], state["model_settings"])
         model.load_state_dict(state["model_state"])
         model.eval()

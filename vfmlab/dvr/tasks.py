@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..jobs import Reporter, register_task
-from .checkpoints import RunDir
+from .checkpoints import dvr_run
 from .config import TrainConfig
 
 TRAIN_TASK = "dvr-train"
@@ -34,7 +34,7 @@ def start_background(run_dir: str | Path, config: TrainConfig | None, resume: bo
     """Start the ``dvr-train`` job for ``run_dir`` (config None: resume with the stored one); returns the Job."""
     from ..jobs import Job
 
-    run = RunDir(run_dir)
+    run = dvr_run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     run.clear_stop()
     params = {"run_dir": str(run.path.resolve()), "config": asdict(config) if config is not None else None}
@@ -61,7 +61,7 @@ def run_status(run_dir: Path) -> dict:
             state = "died"
         except PermissionError:
             pass
-    metrics = RunDir(run_dir).metrics()
+    metrics = dvr_run(run_dir).metrics()
     last = metrics[-1] if metrics else {}
     return {"state": state, "pid": pid, **last}
 
@@ -69,7 +69,7 @@ def run_status(run_dir: Path) -> dict:
 def stop_run(run_dir: str | Path, wait_s: float) -> dict | None:
     """Ask a running run to stop (after its current batch) and wait up to ``wait_s`` seconds; its status
     once it has stopped, None when it is still running."""
-    RunDir(run_dir).request_stop()
+    dvr_run(run_dir).request_stop()
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         status = run_status(Path(run_dir))

@@ -24,9 +24,9 @@ from pytorch_msssim import ssim
 from .. import atomic
 from ..devices import resolve_device
 from ..errors import InputError
-from ..jobs import Reporter
+from ..progress import Reporting, SilentReporter
 from .captures import TrainingSet, load_training_set, write_image
-from .checkpoints import BEST, LAST, TF_JSON, TF_VP, RunDir, load_checkpoint, save_checkpoint
+from .checkpoints import BEST, LAST, PREVIEWS, PRODUCTS, TF_JSON, TF_VP, dvr_run, load_checkpoint
 from .config import DEFAULT_S_HIGH, TrainConfig
 from .models import RenderOptions, VolumeInput, build_model, config_dict, model_config
 from .transfer_functions import ScalarDomain
@@ -82,11 +82,11 @@ def view_seed(seed: int, epoch: int, view: int) -> int:
 class Trainer:
     """One run: model, optimiser, data; :meth:`run_epochs` trains from the last checkpoint to the last epoch."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = None,
+    def __init__(self, config: TrainConfig, run_dir: str | Path, reporter: Reporting | None = None,
                  device: str | None = None):
         self.config = config
-        self.run = RunDir(run_dir)
-        self.reporter = reporter
+        self.run = dvr_run(run_dir)
+        self.reporter = reporter or SilentReporter()
         self.device = resolve_device(device)
         self.dist = _init_distributed(self.device)
         torch.set_num_threads(max(1, config.threads))
@@ -128,7 +128,7 @@ class Trainer:
         """Continue from ``last.pt`` (a run without one starts from scratch)."""
         if not self.run.file(LAST).is_file():
             return
-        state = load_checkpoint(self.run.file(LAST))
+        state = load_checkpoint(self.run, LAST)
         if state["model"] != self.config.model:
             raise InputError(f"holds a {state['model']!r} model, not {self.config.model!r}", self.run.file(LAST))
         self.model.load_state_dict(state["model_state"])
@@ -138,7 +138,7 @@ class Trainer:
             self.run.keep_metrics_through(self.epoch)
 
     # -- training --------------------------------------------------------------------------------
-    def run_epochs(self, should_stop: Callable[[], bool] = lambda: False, progress=None) -> dict:
+    def run_epochs(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
         """Train until the last epoch or a stop request (checked between batches; the epoch is dropped)."""
         stopped = False
         while self.epoch < self.config.epochs and not stopped:
@@ -151,12 +151,13 @@ class Trainer:
             val_ssim = self.validate()
             self.epoch = epoch
             self._record_epoch(epoch, rate, train_loss, val_ssim, time.perf_counter() - started)
-            if progress is not None:
-                progress(self.epoch, train_loss, val_ssim)
         if self.dist.main and self.config.model == "lookup" and self.run.file(BEST).is_file():
             export_lookup_tf(self.run.path)
-        return {"epoch": self.epoch, "epochs": self.config.epochs, "best_val_ssim": self.best_ssim,
-                "stopped": stopped, "run_dir": str(self.run.path)}
+        summary = {"epoch": self.epoch, "epochs": self.config.epochs, "best_val_ssim": self.best_ssim,
+                   "stopped": stopped, "run_dir": str(self.run.path)}
+        if self.dist.main:
+            self.run.write_summary(summary)
+        return summary
 
     def _train_epoch(self, epoch: int, rate: float, should_stop) -> tuple[float, bool]:
         self.model.train()
@@ -229,19 +230,14 @@ class Trainer:
         self.best_ssim = max(self.best_ssim, val_ssim)
         state = self.state()
         if improved:
-            save_checkpoint(self.run.file(BEST), state)
-        save_checkpoint(self.run.file(LAST), state)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_ssim": val_ssim, "sampling_rate": rate,
+            self.run.save_state(BEST, state)
+        self.run.save_state(LAST, state)
+        row = {"step": epoch, "epoch": epoch, "train_loss": train_loss, "val_ssim": val_ssim, "sampling_rate": rate,
                "seconds": seconds}
-        self.run.append_metrics(row)
-        preview = self._write_preview(epoch)
-        if self.reporter is not None:
-            self.reporter.metric("train_loss", train_loss, epoch)
-            self.reporter.metric("val_ssim", val_ssim, epoch)
-            self.reporter.artifact("preview", preview)
-            self.reporter.progress(epoch / self.config.epochs,
-                                   f"epoch {epoch}/{self.config.epochs}: loss {train_loss:.4f}, "
-                                   f"val SSIM {val_ssim:.4f}, s={rate:.2f}")
+        self.reporter.artifact("preview", self._write_preview(epoch))
+        self.run.record_epoch(row, self.reporter, epoch / self.config.epochs,
+                              f"epoch {epoch}/{self.config.epochs}: loss {train_loss:.4f}, "
+                              f"val SSIM {val_ssim:.4f}, s={rate:.2f}")
 
     @torch.no_grad()
     def _write_preview(self, epoch: int) -> Path:
@@ -252,16 +248,16 @@ class Trainer:
                                        anchors=None if anchors is None else [anchors[index]])
         target = self.data.targets([index], width, height)
         pair = torch.cat([prediction.cpu().clamp(0, 1), target], dim=3)[0].permute(1, 2, 0).numpy()
-        self.run.previews.mkdir(parents=True, exist_ok=True)
-        return write_image(self.run.previews / f"epoch_{epoch:04d}.png", pair)
+        self.run.file(PREVIEWS).mkdir(parents=True, exist_ok=True)
+        return write_image(self.run.file(PREVIEWS) / f"epoch_{epoch:04d}.png", pair)
 
 
 def export_lookup_tf(run_dir: str | Path, checkpoint: str = BEST) -> dict:
     """Write the lookup model's learned TF as ``transfer_function.json`` and a Slicer ``.vp`` file."""
     from ..mrml.transfer_functions import write_vp_file
 
-    run = RunDir(run_dir)
-    tf = learned_tf(load_checkpoint(run.file(checkpoint)))
+    run = dvr_run(run_dir)
+    tf = learned_tf(load_checkpoint(run, checkpoint))
     data = {**tf.to_dict(), "source": str(run.file(checkpoint))}
     atomic.write_json(run.file(TF_JSON), data)
     write_vp_file(tf, run.file(TF_VP))
@@ -277,15 +273,14 @@ def learned_tf(state: dict):
     return model.piecewise_tf(ScalarDomain(*state["domain"]))
 
 
-def train(config: TrainConfig | None, run_dir: str | Path, reporter: Reporter | None = None, resume: bool = False,
-          progress=None, device: str | None = None) -> dict:
+def train(config: TrainConfig | None, run_dir: str | Path, reporter: Reporting | None = None, resume: bool = False,
+          device: str | None = None) -> dict:
     """Start (or with ``resume``, continue) the run in ``run_dir``; stops early if ``run_dir/STOP`` appears.
 
-    ``config`` None means the run's stored config (resume). A pending stop request is kept: the
-    launcher clears it (:meth:`RunDir.clear_stop`) when it starts the run, so a stop asked for
-    while the process starts up is not lost.
+    ``config`` None means the run's stored config (resume); a resumed run may change settings (more
+    epochs). ``reporter`` receives each epoch's metrics and the run's progress (:mod:`vfmlab.runs`).
     """
-    run = RunDir(run_dir)
+    run = dvr_run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = TrainConfig.from_dict(run.read_config())
@@ -293,14 +288,10 @@ def train(config: TrainConfig | None, run_dir: str | Path, reporter: Reporter | 
     try:
         trainer = Trainer(config, run.path, reporter, device)
         if trainer.dist.main:
-            if not resume:
-                for name in (LAST, BEST):
-                    run.file(name).unlink(missing_ok=True)
-                run.keep_metrics_through(0)
-            run.write_config(asdict(config))
+            run.begin(asdict(config), resume, products=PRODUCTS)
         if resume:
             trainer.resume()
-        return trainer.run_epochs(run.stop_requested, progress)
+        return trainer.run_epochs(run.stop_requested)
     finally:
         torch.set_num_threads(threads)  # the run's thread count must not outlive it in a host process
 

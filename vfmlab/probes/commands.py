@@ -9,8 +9,14 @@ from ..cli import Command
 from ..errors import InputError
 from ..models import names
 from ..progress import terminal_progress
+from .config import ProbeConfig, ThreeBallsConfig
 
 DEFAULT_MODELS = ",".join(names("probe"))
+
+
+def _given(**options):
+    """The options given on the command line (:mod:`vfmlab.probes.config` states every default)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _weights_files(pairs: list[str]) -> dict[str, Path]:
@@ -36,7 +42,8 @@ def configure_probe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     _add_model_options(parser)
     parser.add_argument("--input-size", type=int, help="DINO/CLIP input size (default: the capture's size)")
-    parser.add_argument("--keep", type=float, default=0.6, help="DINO threshold mode: kept attention mass (0.6)")
+    parser.add_argument("--keep", type=float,
+                        help=f"DINO threshold mode: kept attention mass (default {ProbeConfig.keep})")
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -45,8 +52,8 @@ def run_probe(args: argparse.Namespace) -> int:
 
     models = parse_models(args.models)
     with terminal_progress() as progress:
-        summary = probe_captures(args.source, models, args.out, input_size=args.input_size, keep=args.keep,
-                                 weights_files=_weights_files(args.weights), progress=progress)
+        summary = probe_captures(args.source, models, args.out, weights_files=_weights_files(args.weights),
+                                 progress=progress, **_given(input_size=args.input_size, keep=args.keep))
     for model, reason in summary["skipped"].items():
         print(f"skipped {model}: {reason}", file=sys.stderr)
     print(f"probed {len(summary['captures'])} captures with {', '.join(summary['models']) or 'no model'}; "
@@ -57,8 +64,8 @@ def run_probe(args: argparse.Namespace) -> int:
 def configure_three_balls(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     _add_model_options(parser)
-    parser.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
-    parser.add_argument("--method", choices=("cpu", "gpu"), default="cpu", help="ray casting (default cpu)")
+    parser.add_argument("--size", type=int, help=f"image size in pixels (default {ThreeBallsConfig.size})")
+    parser.add_argument("--method", choices=("cpu", "gpu"), help=f"ray casting (default {ThreeBallsConfig.method})")
 
 
 def run_three_balls_command(args: argparse.Namespace) -> int:
@@ -67,7 +74,8 @@ def run_three_balls_command(args: argparse.Namespace) -> int:
 
     models = parse_models(args.models)
     with terminal_progress() as progress:
-        summary = run_three_balls(args.out, models, args.size, args.method, _weights_files(args.weights), progress)
+        summary = run_three_balls(args.out, models, weights_files=_weights_files(args.weights), progress=progress,
+                                  **_given(size=args.size, method=args.method))
     for model, reason in summary["skipped"].items():
         print(f"skipped {model}: {reason}", file=sys.stderr)
     for model, numbers in summary["models"].items():

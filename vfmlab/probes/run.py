@@ -28,6 +28,7 @@ from ..render.images import read_label_png, read_rgb, write_rgb_png
 from . import maps as pictures
 from . import metrics
 from .base import AttentionProbe
+from .config import ProbeConfig
 from .registry import build_probe, get_spec, weights_status
 
 METRIC_FIELDS = ["model", "view", "head", "label", "segment", "cells", "auroc"]
@@ -92,10 +93,10 @@ def probe_captures(
     models: list[str],
     out_dir: str | Path,
     *,
-    input_size: int | None = None,
-    keep: float = 0.6,
+    input_size: int | None = ProbeConfig.input_size,
+    keep: float = ProbeConfig.keep,
     weights_files: dict[str, str | Path] | None = None,
-    tile: int = 128,
+    tile: int = ProbeConfig.tile,
     progress: Callable[[float, str], None] | None = None,
     built: dict[str, AttentionProbe] | None = None,
 ) -> dict:

@@ -23,10 +23,9 @@ def probe_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     if params.get("threads"):
         torch.set_num_threads(int(params["threads"]))
     models = parse_models(",".join(params.get("models") or []))
-    summary = probe_captures(
-        params["source"], models, params["out"], input_size=params.get("input_size"),
-        keep=float(params.get("keep", 0.6)), weights_files=params.get("weights_files"), progress=reporter.progress,
-    )
+    given = {name: params[name] for name in ("input_size", "keep") if params.get(name) is not None}
+    summary = probe_captures(params["source"], models, params["out"], weights_files=params.get("weights_files"),
+                             progress=reporter.progress, **given)
     for model, reason in summary["skipped"].items():
         reporter.log(f"skipped {model}: {reason}")
     for model, result in summary["models"].items():

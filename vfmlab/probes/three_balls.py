@@ -17,6 +17,7 @@ import numpy as np
 from ..atomic import write_json
 from ..report import Report
 from ..volume import Volume
+from .config import ThreeBallsConfig
 from .registry import get_spec
 
 BALL_VALUES = (100, 200, 300)
@@ -82,8 +83,8 @@ def render_conditions(out_dir: Path, size: int, method: str = "cpu") -> dict[str
 def run_three_balls(
     out_dir: str | Path,
     models: list[str],
-    size: int = 256,
-    method: str = "cpu",
+    size: int = ThreeBallsConfig.size,
+    method: str = ThreeBallsConfig.method,
     weights_files: dict[str, str | Path] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict:

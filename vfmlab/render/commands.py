@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ..cli import Command
 from ..errors import InputError
+from .poses import Orbit
+from .settings import LABEL_MODES, RenderSettings
 
 
 def _on_off(text: str) -> bool:
@@ -24,36 +26,40 @@ def _rgb(text: str) -> tuple[float, float, float]:
     return values
 
 
+def _given(**options):
+    """The options given on the command line (the dataclass states every default)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def configure_render(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", type=Path, help="volume file (NRRD, NIfTI, MHA/MHD) or DICOM series folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder: view_NNN.png, cameras.json")
-    parser.add_argument("--preset", default="CT-AAA", help="Slicer volume rendering preset (default CT-AAA)")
-    parser.add_argument("--shift", type=float, default=0.0,
+    parser.add_argument("--preset", help=f"Slicer volume rendering preset (default {RenderSettings.preset})")
+    parser.add_argument("--shift", type=float,
                         help="move the preset's transfer function along the scalar axis (e.g. 1024 for HU+1024 data)")
-    parser.add_argument("--views", type=int, default=8, help="number of camera poses on the orbit (default 8)")
-    parser.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees (default 0)")
-    parser.add_argument("--azimuth", type=float, default=0.0, help="azimuth of the first view, 0 = anterior")
-    parser.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
-    parser.add_argument("--method", choices=("cpu", "gpu"), default="cpu", help="ray casting (default cpu)")
-    parser.add_argument("--shading", type=_on_off, default=None, help="on|off (default: the preset's own setting)")
-    parser.add_argument("--background", type=_rgb, default=(0.0, 0.0, 0.0), help="background RGB in 0..1")
+    parser.add_argument("--views", type=int, help=f"number of camera poses on the orbit (default {Orbit.views})")
+    parser.add_argument("--elevation", type=float, help=f"orbit elevation in degrees (default {Orbit.elevation:g})")
+    parser.add_argument("--azimuth", type=float, help="azimuth of the first view, 0 = anterior")
+    parser.add_argument("--size", type=int, help=f"image width and height in pixels (default {RenderSettings.width})")
+    parser.add_argument("--method", choices=("cpu", "gpu"), help=f"ray casting (default {RenderSettings.method})")
+    parser.add_argument("--shading", type=_on_off, help="on|off (default: the preset's own setting)")
+    parser.add_argument("--background", type=_rgb, help="background RGB in 0..1 (default black)")
     parser.add_argument("--segmentation", type=Path,
                         help="a .seg.nrrd or a label map on the volume's grid: also writes labels_NNN.png")
     parser.add_argument("--label-names", type=Path, help='JSON {"1": "liver", ...} naming the label map values')
-    parser.add_argument("--labels", choices=("visible", "first"), default="visible",
+    parser.add_argument("--labels", choices=LABEL_MODES, default=LABEL_MODES[0],
                         help="segment IDs: of segments the TF shows (default) or the first segment along each ray")
 
 
 def run_render(args: argparse.Namespace) -> int:
     from ..progress import terminal_progress
-    from .capture import RenderSettings, read_label_names, render_file
-    from .poses import Orbit
+    from .capture import read_label_names, render_file
 
     if args.label_names and not args.segmentation:
         raise InputError("--label-names needs --segmentation")
-    settings = RenderSettings(preset=args.preset, shift=args.shift, method=args.method, width=args.size,
-                              height=args.size, background=args.background, shading=args.shading)
-    orbit = Orbit(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth)
+    settings = RenderSettings(**_given(preset=args.preset, shift=args.shift, method=args.method, width=args.size,
+                                       height=args.size, background=args.background, shading=args.shading))
+    orbit = Orbit(**_given(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth))
     names = read_label_names(args.label_names) if args.label_names else None
     with terminal_progress() as progress:
         capture = render_file(args.volume, args.out, settings, orbit, args.segmentation, names, args.labels,

@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 from .. import atomic
 from ..cli import Command
 from ..errors import InputError
 from ..models import names
-from ..progress import terminal_progress
-from .config import SegmenterFinetuneConfig
+from ..progress import TerminalReporter
+from .config import SegmentConfig, SegmenterFinetuneConfig
 
 
 def _numbers(text: str, count: int | None = None) -> list[float]:
@@ -25,14 +24,21 @@ def _numbers(text: str, count: int | None = None) -> list[float]:
     return values
 
 
-def prompt_specs(args: argparse.Namespace) -> list[dict]:
+def segment_config(args: argparse.Namespace) -> SegmentConfig:
+    """The options given on the command line over :class:`SegmentConfig`'s defaults."""
+    given = {"model": args.model, "axis": args.axis, "backend": args.backend, "segment_name": args.name,
+             "device": args.device}
+    return SegmentConfig(**{name: value for name, value in given.items() if value is not None})
+
+
+def prompt_specs(args: argparse.Namespace, config: SegmentConfig) -> list[dict]:
     """Prompts from ``--prompts FILE`` (a dict or a list of dicts) or from ``--box``/``--points``/``--slice``."""
     if args.prompts:
         data = json.loads(Path(args.prompts).read_text())
         return data if isinstance(data, list) else [data]
     if args.slice is None or (args.box is None and args.points is None):
         raise InputError("give --slice with --box and/or --points, or a --prompts file")
-    spec: dict = {"axis": args.axis, "slice": args.slice, "name": args.name}
+    spec: dict = {"axis": config.axis, "slice": args.slice, "name": config.segment_name}
     if args.box:
         spec["box"] = _numbers(args.box, 4)
     if args.points:
@@ -44,28 +50,28 @@ def prompt_specs(args: argparse.Namespace) -> list[dict]:
 
 def _configure_segment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", type=Path)
-    parser.add_argument("--model", default="litemedsam", help=f"{', '.join(names('segmenter'))} or a fine-tuned "
-                        "model's name (default litemedsam; 'vfmlab models' lists them)")
+    parser.add_argument("--model", help=f"{', '.join(names('segmenter'))} or a fine-tuned model's name "
+                        f"(default {SegmentConfig.model}; 'vfmlab models' lists them)")
     parser.add_argument("--weights", type=Path, help="use this checkpoint (e.g. a fine-tuned best.pt)")
-    parser.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument("--axis", choices=["axial", "coronal", "sagittal"], help=f"default {SegmentConfig.axis}")
     parser.add_argument("--slice", type=int, help="voxel index of the slice along the axis normal to the view")
     parser.add_argument("--box", help="'a0,b0,a1,b1': voxel indices of the in-plane axes in IJK order (axial: i,j)")
     parser.add_argument("--points", help="'a,b,label;...' with label 1 inside, 0 outside")
     parser.add_argument("--prompts", type=Path, help="JSON prompt(s): {axis, slice, box, points, labels, name, frame}")
     parser.add_argument("--propagate", action="store_true", help="carry the mask through neighbouring slices")
     parser.add_argument("--range", type=int, help="at most this many slices each way when propagating")
-    parser.add_argument("--name", default="segment", help="segment name (a taken name gets a numbered suffix)")
+    parser.add_argument("--name", help=f"segment name (default {SegmentConfig.segment_name!r}; a taken name gets a "
+                        "numbered suffix)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "cuda"],
-                        help="where the image encoder runs (default auto: cuda when torch sees a GPU, else ONNX "
-                             "Runtime when installed, else torch)")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx", "cuda"],
+                        help=f"where the image encoder runs (default {SegmentConfig.backend}; auto: cuda when torch "
+                             "sees a GPU, else ONNX Runtime when installed, else torch)")
     parser.add_argument("--out", type=Path, required=True, help="SEG.seg.nrrd; an existing file gains new segments")
 
 
 def _run_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .. import mrml
+    from ..progress import terminal_counter
     from ..volume_io import read_volume, stem
     from .prompt_specs import slice_prompt_from_spec
     from .propagate import PropagationConfig, propagate
@@ -73,7 +79,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     from .segmenter import Prompt
     from .volume_segmenter import VolumeSegmenter
 
-    specs = prompt_specs(args)
+    config = segment_config(args)
+    specs = prompt_specs(args, config)
     scene = mrml.new_scene()
     # Voxel indices on the command line are the file's own, as every other tool shows them; Slicer's
     # reader would reverse an axis of a left-handed file, so the volume is read as stored.
@@ -82,18 +89,18 @@ def _run_segment(args: argparse.Namespace) -> int:
     prompts = [(spec, slice_prompt_from_spec(volume, spec)) for spec in specs]
     segmentation = (mrml.load_segmentation_node(scene, args.out) if args.out.exists()
                     else scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
-    engine = VolumeSegmenter(build_segmenter(args.model, args.weights, args.device, backend=args.backend), volume)
+    engine = VolumeSegmenter(build_segmenter(config.model, args.weights, config.device, backend=config.backend), volume)
     summary = []
     for spec, located in prompts:
         prompt = Prompt(located.box, located.points, located.point_labels)
         if args.propagate:
-            with tqdm(desc=f"propagating {spec.get('name', args.name)}", unit="slice", file=sys.stderr) as bar:
+            with terminal_counter(f"propagating {spec.get('name', config.segment_name)}", unit="slice") as counter:
                 result = propagate(engine, located.axis, located.index, prompt, PropagationConfig(max_slices=args.range),
-                                   on_slice=lambda record: bar.update(1))
+                                   on_slice=lambda record: counter.advance())
             masks, stops = result.masks, result.stop_reasons
         else:
             masks, stops = {located.index: engine.segment_slice(located.axis, located.index, prompt).mask}, {}
-        name = spec.get("name") or args.name
+        name = spec.get("name") or config.segment_name
         mask = volume.with_array(engine.to_volume_mask(located.axis, masks))
         segment_id = mrml.add_segment(segmentation, mask, volume_node, name)
         summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": [min(masks), max(masks)],
@@ -156,7 +163,7 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--register", metavar="NAME", help="register the best checkpoint as user model NAME")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--device")
-    parser.add_argument("--out", type=Path, required=True, help="RUN_DIR: best.pt, last.pt, history.json, summary.json")
+    parser.add_argument("--out", type=Path, required=True, help="RUN_DIR: config.json, best.pt, last.pt, metrics.jsonl, summary.json")
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
@@ -171,8 +178,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config = SegmenterFinetuneConfig(segments=_parse_label_map(args.segments), cosine_schedule=args.cosine,
                                      train_decoder=args.train_decoder,
                                      **{name: value for name, value in given.items() if value is not None})
-    with terminal_progress() as progress:
-        summary = finetune(volume, labels, config, args.out, resume=args.resume, on_progress=progress)
+    reporter = TerminalReporter("segment-finetune")
+    try:
+        summary = finetune(volume, labels, config, args.out, resume=args.resume, reporter=reporter)
+    finally:
+        reporter.close()
     if args.register:
         summary["registered_model"] = register_user_model(args.register, summary["best_checkpoint"], config.model).name
     print(json.dumps(summary, indent=1))

@@ -1,8 +1,20 @@
-"""Settings of prompt-segmenter fine-tuning, every default stated once (no torch: the command line and
-the panel read them from here)."""
+"""Settings of prompted segmentation and of prompt-segmenter fine-tuning, every default stated once (no
+torch: the command line and the panel read them from here). Propagation's own settings are
+:class:`vfmlab.segment.propagate.PropagationConfig`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass
+class SegmentConfig:
+    """``vfmlab segment`` and the panel's Segment section."""
+
+    model: str = "litemedsam"
+    axis: str = "axial"
+    backend: str = "auto"  # where the image encoder runs: auto, torch, onnx, cuda (vfmlab.segment.encoder_backends)
+    segment_name: str = "segment"
+    device: str | None = None  # None: cuda when torch sees a GPU, else cpu
 
 
 @dataclass

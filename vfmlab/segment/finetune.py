@@ -5,7 +5,8 @@ layers) are trained by default, optionally the whole mask decoder too. Slices of
 are split into training and held-out slices with a fixed seed; each training step prompts with the
 reference mask's box, jittered, or with points sampled inside and outside. Validation Dice per
 segment is reported next to the un-tuned model's on the same held-out slices, and the checkpoint
-with the best mean validation Dice is kept.
+with the best mean validation Dice is kept. The run folder is the shared one (:mod:`vfmlab.runs`),
+plus ``embeddings.pt``, the frozen encoder's features of the slices used.
 """
 from __future__ import annotations
 
@@ -13,21 +14,25 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..atomic import save_torch, write_json
+from ..atomic import save_torch
 from ..errors import InputError
-from ..jobs import register_task
 from ..metrics import dice
+from ..progress import Reporting, SilentReporter
+from ..runs import BEST, LAST, METRICS, RunFolder, load_run_file
 from ..volume import Volume
 from .config import SegmenterFinetuneConfig
 from .propagate import box_of
 from .segmenter import ImageEmbedding, Prompt, PromptSegmenter
 from .volume_segmenter import VolumeSegmenter
+
+
+LEGACY_HISTORY = "history.json"
 
 
 @dataclass
@@ -117,12 +122,15 @@ def validate(segmenter: PromptSegmenter, embeddings: dict, samples: list[SliceSa
 
 
 def cached_embeddings(engine: VolumeSegmenter, config: SegmenterFinetuneConfig, indices: list[int], run_dir: Path,
-                      on_progress: Callable[[float, str], None] | None) -> dict[int, ImageEmbedding]:
+                      reporter: Reporting) -> dict[int, ImageEmbedding]:
     """Frozen-encoder features of the needed slices, kept in ``run_dir`` so a resumed run skips encoding."""
     path = run_dir / "embeddings.pt"
     key = f"{engine.segmenter.name}:{config.axis}:{engine.fingerprint(config.axis)}"
-    stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
-    if stored.get("key") != key:
+    try:
+        stored = load_run_file(path, "feature cache") if path.is_file() else {}
+    except InputError:
+        stored = {}  # a damaged cache is rebuilt
+    if not isinstance(stored, dict) or stored.get("key") != key:
         stored = {"key": key, "slices": {}}
     embeddings = {}
     for count, index in enumerate(indices):
@@ -137,9 +145,8 @@ def cached_embeddings(engine: VolumeSegmenter, config: SegmenterFinetuneConfig, 
             stored["slices"][index] = {"features": embedding.features.cpu(), "early": [t.cpu() for t in
                                        embedding.early_features or []], "original_size": list(embedding.original_size),
                                        "input_size": list(embedding.input_size)}
-        if on_progress:
-            verb = "cached features of" if cached else "encoding"
-            on_progress(0.2 * (count + 1) / len(indices), f"{verb} slice {count + 1}/{len(indices)} (encoder frozen)")
+        verb = "cached features of" if cached else "encoding"
+        reporter.progress(0.2 * (count + 1) / len(indices), f"{verb} slice {count + 1}/{len(indices)} (encoder frozen)")
     save_torch(stored, path)
     return embeddings
 
@@ -150,101 +157,115 @@ def finetune(
     config: SegmenterFinetuneConfig,
     run_dir: str | Path,
     resume: bool = False,
-    on_epoch: Callable[[dict], None] | None = None,
-    on_progress: Callable[[float, str], None] | None = None,
+    reporter: Reporting | None = None,
     segmenter: PromptSegmenter | None = None,
 ) -> dict:
-    """Train, validate each epoch, keep ``best.pt`` (model state dict) and ``last.pt`` (for resuming).
+    """Train, validate each epoch, keep ``best.pt`` (model state dict) and ``last.pt`` (for resuming) in the
+    run folder (:mod:`vfmlab.runs`); stops after the current batch when ``RUN_DIR/STOP`` appears.
 
     Returns the summary also written to ``run_dir/summary.json``.
     """
     from .registry import build_segmenter
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not config.segments:
         raise InputError("name at least one segment to fine-tune on (name=label value)")
     if config.batch_size < 1:
         raise InputError(f"the batch size must be at least 1, not {config.batch_size}")
+    reporter = reporter or SilentReporter()
+    run = finetune_run(run_dir)
     segmenter = segmenter or build_segmenter(config.model, device=config.device)
     engine = VolumeSegmenter(segmenter, volume)
     train, held_out = split_slices(engine.stack(config.axis).view(labels), config)
-    embeddings = cached_embeddings(engine, config, sorted({s.index for s in train + held_out}), run_dir, on_progress)
-    training = _Training.start(segmenter, config, len(train), run_dir, resume)
-    baseline = training.history[0]["baseline_dice"] if training.history else validate(segmenter, embeddings, held_out)
+    if resume:
+        _convert_legacy_history(run)
+    run.begin(asdict(config), resume)
+    embeddings = cached_embeddings(engine, config, sorted({s.index for s in train + held_out}), run.path, reporter)
+    training = _Training.start(segmenter, config, len(train), run, resume)
+    history = run.metrics()
+    baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
     untuned = float(np.mean(list(baseline.values())))
-    best = max((h["mean_val_dice"] for h in training.history), default=untuned)
-    if not training.best_path.is_file():
-        save_torch(segmenter.model.state_dict(), training.best_path)  # the un-tuned model, until an epoch beats it
+    best = max((h["mean_val_dice"] for h in history), default=untuned)
+    if not run.file(BEST).is_file():
+        run.save_state(BEST, segmenter.model.state_dict())  # the un-tuned model, until an epoch beats it
     rng = np.random.default_rng(config.seed + training.start_epoch)
-    for epoch in range(training.start_epoch, config.epochs):
+    stopped = False
+    for epoch in range(training.start_epoch + 1, config.epochs + 1):
         began = time.time()
-        losses = training.epoch(embeddings, train, rng)
+        losses = training.epoch(embeddings, train, rng, run.stop_requested)
+        if losses is None:
+            stopped = True
+            break
         val = validate(segmenter, embeddings, held_out)
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val,
+        record = {"step": epoch, "epoch": epoch, "train_loss": float(np.mean(losses)), "val_dice": val,
                   "mean_val_dice": float(np.mean(list(val.values()))), "baseline_dice": baseline,
                   "seconds": time.time() - began}
         best = training.keep(record, best)
-        if on_epoch:
-            on_epoch(record)
-        if on_progress:
-            on_progress(0.2 + 0.8 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: "
-                        f"val Dice {record['mean_val_dice']:.3f} (un-tuned {untuned:.3f})")
+        run.record_epoch(record, reporter, 0.2 + 0.8 * epoch / config.epochs, f"epoch {epoch}/{config.epochs}: "
+                         f"val Dice {record['mean_val_dice']:.3f} (un-tuned {untuned:.3f})")
     summary = {"config": asdict(config), "train_slices": len(train), "held_out_slices": len(held_out),
                "baseline_dice": baseline, "best_mean_val_dice": best, "improved": best > untuned + 1e-6,
-               "epochs_run": len(training.history), "best_checkpoint": str(training.best_path)}
-    write_json(run_dir / "summary.json", summary)
+               "epochs_run": len(run.metrics()), "stopped": stopped, "best_checkpoint": str(run.file(BEST))}
+    run.write_summary(summary)
     return summary
+
+
+def finetune_run(path: str | Path) -> RunFolder:
+    """The fine-tuning run folder at ``path``."""
+    return RunFolder(Path(path), "segmenter fine-tuning", "vfmlab segment-finetune")
+
+
+def _convert_legacy_history(run: RunFolder) -> None:
+    """Runs written before the shared run layout kept their epochs in ``history.json``: carry them over to
+    ``metrics.jsonl`` (the old file stays), so such a run resumes."""
+    legacy = run.file(LEGACY_HISTORY)
+    if legacy.is_file() and not run.file(METRICS).is_file():
+        for row in json.loads(legacy.read_text(encoding="utf-8")):
+            run.append_metrics({"step": row["epoch"], **row})
 
 
 @dataclass
 class _Training:
-    """The optimisation state of a fine-tuning run and the files that keep it (``last.pt``, ``best.pt``,
-    ``history.json``)."""
+    """The optimisation state of a fine-tuning run; :meth:`keep` writes it to the run's ``last.pt``/``best.pt``."""
 
     segmenter: PromptSegmenter
     config: SegmenterFinetuneConfig
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     steps_per_epoch: int
-    run_dir: Path
-    history: list[dict] = field(default_factory=list)
+    run: RunFolder
     start_epoch: int = 0
 
-    @property
-    def last_path(self) -> Path:
-        return self.run_dir / "last.pt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.run_dir / "best.pt"
-
     @classmethod
-    def start(cls, segmenter: PromptSegmenter, config: SegmenterFinetuneConfig, train_count: int, run_dir: Path,
+    def start(cls, segmenter: PromptSegmenter, config: SegmenterFinetuneConfig, train_count: int, run: RunFolder,
               resume: bool) -> _Training:
         """A fresh optimiser and schedule, or, with ``resume`` and a ``last.pt``, the stored ones."""
         parameters = trainable_parameters(segmenter, config.train_decoder)
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         steps_per_epoch = -(-train_count // config.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config, steps_per_epoch))
-        training = cls(segmenter, config, optimizer, scheduler, steps_per_epoch, run_dir)
-        if resume and training.last_path.is_file():
-            state = torch.load(training.last_path, map_location="cpu", weights_only=True)
+        training = cls(segmenter, config, optimizer, scheduler, steps_per_epoch, run)
+        if resume and run.file(LAST).is_file():
+            state = run.load_state(LAST, "fine-tuning checkpoint")
             segmenter.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             training.start_epoch = int(state["epoch"])
-            training.history = json.loads((run_dir / "history.json").read_text())
+        run.keep_metrics_through(training.start_epoch)
         return training
 
-    def epoch(self, embeddings: dict, train: list, rng: np.random.Generator) -> list[float]:
-        """One pass over ``train`` in mini-batches; returns each prompt's loss. Leaves the model in eval mode."""
+    def epoch(self, embeddings: dict, train: list, rng: np.random.Generator,
+              should_stop: Callable[[], bool]) -> list[float] | None:
+        """One pass over ``train`` in mini-batches; each prompt's loss, or None when stopped (the epoch is
+        dropped). Leaves the model in eval mode."""
         from monai.losses import DiceCELoss
 
         loss_function = DiceCELoss(sigmoid=True)
         self.segmenter.model.train()
-        losses = []
+        losses: list[float] | None = []
         for batch in np.array_split(rng.permutation(len(train)), self.steps_per_epoch):
+            if should_stop():
+                losses = None
+                break
             self.optimizer.zero_grad()
             # slices differ in size, so the batch is accumulated prompt by prompt
             for sample in [train[position] for position in batch]:
@@ -258,35 +279,13 @@ class _Training:
         return losses
 
     def keep(self, record: dict, best: float) -> float:
-        """Append the epoch's record, save ``best.pt`` when it beats ``best`` and always ``last.pt``; the new best."""
-        self.history.append(record)
+        """Save ``best.pt`` when the epoch's ``record`` beats ``best`` and always ``last.pt``; the new best.
+
+        Checkpoints first, the epoch's metrics row after: an epoch the user saw reported survives a cancel.
+        """
         if record["mean_val_dice"] > best:
             best = record["mean_val_dice"]
-            save_torch(self.segmenter.model.state_dict(), self.best_path)
-        save_torch({"model": self.segmenter.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "epoch": record["epoch"]}, self.last_path)
-        write_json(self.run_dir / "history.json", self.history)
+            self.run.save_state(BEST, self.segmenter.model.state_dict())
+        self.run.save_state(LAST, {"model": self.segmenter.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                   "scheduler": self.scheduler.state_dict(), "epoch": record["epoch"]})
         return best
-
-
-@register_task("segment-finetune")
-def finetune_task(params: dict, reporter) -> dict:
-    """Background job: ``params`` = {volume, labels (files), run_dir, config (SegmenterFinetuneConfig fields), register_as}."""
-    from ..volume_io import read_labels, read_volume
-    from ..weights import register_user_model
-
-    volume = read_volume(params["volume"])
-    labels = read_labels(params["labels"], volume)
-    config = SegmenterFinetuneConfig(**params.get("config", {}))
-
-    def report_epoch(record: dict) -> None:
-        reporter.metric("train_loss", record["train_loss"], record["epoch"])
-        reporter.metric("mean_val_dice", record["mean_val_dice"], record["epoch"])
-
-    summary = finetune(volume, labels, config, params["run_dir"], resume=bool(params.get("resume")),
-                       on_epoch=report_epoch, on_progress=reporter.progress)
-    reporter.artifact("checkpoint", summary["best_checkpoint"])
-    if params.get("register_as"):
-        entry = register_user_model(params["register_as"], summary["best_checkpoint"], config.model)
-        summary["registered_model"] = entry.name
-    return summary

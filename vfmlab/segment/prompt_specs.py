@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from .config import SegmentConfig
 
 
 def slice_prompt_from_spec(volume, spec: dict):
@@ -16,7 +17,7 @@ def slice_prompt_from_spec(volume, spec: dict):
     from ..mrml.markups import SlicePrompt, slice_prompt
     from ..slices import SliceStack
 
-    axis = spec.get("axis", "axial")
+    axis = spec.get("axis", SegmentConfig.axis)
     if spec.get("frame", "ijk") == "ras":
         points = np.asarray(spec.get("points", []), float).reshape(-1, 3)
         labels = np.asarray(spec.get("labels", [1] * len(points)))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vfmlab.errors import WeightsError
+from vfmlab.progress import TerminalCounter
 from vfmlab.atomic import write_json
 from vfmlab.weights.registry import ENV_VAR, ModelEntry, cache_dir, get_entry
 
@@ -178,7 +179,7 @@ def _download(entry: ModelEntry, dest: Path, progress: Progress | None) -> Path:
             length = resp.headers.get("Content-Length")
             total = int(length) if length else entry.size_bytes
             if progress is None:
-                bar = _tqdm_bar(total, dest.name)
+                bar = TerminalCounter(dest.name, total, bytes_=True)
             digest = hashlib.sha256()
             done = 0
             while chunk := resp.read(CHUNK):
@@ -187,8 +188,8 @@ def _download(entry: ModelEntry, dest: Path, progress: Progress | None) -> Path:
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
-                elif bar is not None:
-                    bar.update(len(chunk))
+                else:
+                    bar.advance(len(chunk))
             out.flush()
             os.fsync(out.fileno())
         actual = digest.hexdigest()
@@ -209,11 +210,3 @@ def _download(entry: ModelEntry, dest: Path, progress: Progress | None) -> Path:
         if bar is not None:
             bar.close()
         tmp.unlink(missing_ok=True)
-
-
-def _tqdm_bar(total: int | None, label: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
