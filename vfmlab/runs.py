@@ -139,6 +139,20 @@ class RunFolder:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def seconds_to_reach(rows: list[dict], metric: str, target: float) -> float | None:
+    """Wall seconds (the rows' ``seconds`` summed) until ``metric`` first reaches ``target``; None if never.
+
+    The number a user feels when comparing schedules: how long until the result is good enough, beside
+    how good it is at the end.
+    """
+    elapsed = 0.0
+    for row in rows:
+        elapsed += float(row.get("seconds", 0.0))
+        if row.get(metric) is not None and row[metric] >= target:
+            return elapsed
+    return None
+
+
 def load_run_file(path: Path, what: str) -> Any:
     """A torch file of tensors and plain values (``weights_only``: loading it cannot run code); a missing,
     damaged or foreign file raises :class:`InputError` naming ``what`` it should have been."""

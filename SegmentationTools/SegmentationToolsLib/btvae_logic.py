@@ -109,7 +109,7 @@ class BTVAELogic:
     @staticmethod
     def read_metrics(run_dir: str | Path) -> Optional[dict[str, Any]]:
         """Held-back metrics of a finished run, or None."""
-        from vfmlab.btvae.run import finished_summary
+        from vfmlab.btvae.run_folder import finished_summary
 
         return finished_summary(run_dir)
 

@@ -13,7 +13,8 @@ from vfmlab.btvae.checkpoint import load_trained
 from vfmlab.btvae.config import TrainConfig
 from vfmlab.btvae.data import load_sources
 from vfmlab.btvae.registry import MODEL_NAMES
-from vfmlab.btvae.run import btvae_run, finished_summary, train_run
+from vfmlab.btvae.run import train_run
+from vfmlab.btvae.run_folder import btvae_run, finished_summary
 from vfmlab.btvae.tasks import TASK_MODULE, TRAIN_TASK, train_job_params
 from vfmlab.errors import InputError
 from vfmlab.jobs import Job, read_events

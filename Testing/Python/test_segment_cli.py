@@ -12,7 +12,9 @@ import torch
 from vfmlab.cli import main
 from vfmlab.volume_io import read_labels, read_volume
 from vfmlab.jobs import Job
-from vfmlab.segment.finetune import finetune_run
+from vfmlab.progress import SilentReporter
+from vfmlab.segment.config import SegmenterFinetuneConfig
+from vfmlab.segment.finetune import finetune, finetune_run
 
 SPLEEN = 1
 
@@ -97,7 +99,7 @@ def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatc
 
 def test_finetune_cli_mini_batches_and_cosine_schedule(tmp_path, sample, capsys, monkeypatch):
     monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
-    ct_path, labels_path, _, _ = sample
+    ct_path, labels_path, ct, labels = sample
     run_dir = tmp_path / "run"
     capsys.readouterr()
     assert main(["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}",
@@ -123,17 +125,25 @@ def test_finetune_cli_mini_batches_and_cosine_schedule(tmp_path, sample, capsys,
     assert [row["step"] for row in run.metrics()] == [1, 2, 3] and run.metrics()[:2] == [
         {"step": row["epoch"], **row} for row in legacy]
 
-    # A stop request (the panel's Stop, 'RUN_DIR/STOP') ends the run before its next batch; nothing is lost.
-    run.request_stop()
+    # A stop request ('RUN_DIR/STOP', written while the run trains) ends it before its next batch.
+    class StopAfterEpochFour(SilentReporter):
+        def metric(self, name, value, step=None):
+            if step == 4:
+                run.request_stop()
+
+    config = SegmenterFinetuneConfig(segments={"spleen": SPLEEN}, max_slices_per_segment=6, epochs=6, batch_size=2,
+                                     learning_rate=1e-3, device="cpu")
+    stopped = finetune(ct, labels, config, run_dir, resume=True, reporter=StopAfterEpochFour())
+    assert stopped["stopped"] and stopped["epochs_run"] == 4 and run.summary()["stopped"]
+    assert torch.load(run.file("last.pt"), weights_only=True)["epoch"] == 4
+    # the next launch is a new request: an old STOP file does not stop it
     assert main(resume + ["--epochs", "5"]) == 0
-    stopped = json.loads(capsys.readouterr().out)
-    assert stopped["stopped"] and stopped["epochs_run"] == 3 and run.file("last.pt").is_file()
+    assert json.loads(capsys.readouterr().out)["epochs_run"] == 5 and not run.stop_requested()
     assert main(["segment-finetune", str(ct_path), str(labels_path), "--segments", f"spleen={SPLEEN}",
                  "--batch-size", "0", "--out", str(tmp_path / "bad")]) == 2
 
 
 def test_learning_rate_factor_is_constant_or_cosine():
-    from vfmlab.segment.config import SegmenterFinetuneConfig
     from vfmlab.segment.finetune import learning_rate_factor
 
     constant = learning_rate_factor(SegmenterFinetuneConfig(epochs=4), steps_per_epoch=5)

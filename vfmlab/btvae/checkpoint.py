@@ -18,10 +18,9 @@ from vfmlab.errors import InputError
 from vfmlab.runs import load_run_file
 
 from .config import TrainConfig
+from .run_folder import MODEL_FILE
 from .registry import build_model, get_spec
 
-MODEL_FILE = "model.pt"
-PRETRAINED_FILE = "pretrained.pt"
 MODEL_FORMAT = "vfmlab-btvae/1"
 
 

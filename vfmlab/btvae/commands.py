@@ -11,6 +11,7 @@ from vfmlab.errors import InputError
 from ..progress import TerminalReporter
 from .config import STUDY_RATIOS, DataConfig, TrainConfig
 from .registry import DEFAULT_MODEL, MODEL_NAMES
+from .run_folder import btvae_run
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +96,7 @@ def _run_train(args: argparse.Namespace) -> int:
     sources = _sources(args)
     _set_threads(args)
     model = args.model or DEFAULT_MODEL
+    btvae_run(args.out).clear_stop()  # a stop asked of an earlier run of this folder is not this run's
     reporter = TerminalReporter(f"btvae-train {model}")
     try:
         metrics = train_run(args.out, sources, args.label, model, config, resume=args.resume, reporter=reporter)

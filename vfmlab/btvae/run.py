@@ -22,7 +22,7 @@ from vfmlab.errors import InputError
 from vfmlab.atomic import save_torch, write_json
 from vfmlab.runs import LAST, METRICS, RunFolder
 
-from .checkpoint import MODEL_FILE, MODEL_FORMAT, PRETRAINED_FILE, TrainedModel, load_file, save_trained
+from .checkpoint import MODEL_FORMAT, TrainedModel, load_file, save_trained
 from .config import TrainConfig
 from .data import SliceSet, Split, load_sources, split_slices
 from .inference import predict_slices
@@ -30,26 +30,10 @@ from .losses import SegmentationLoss
 from .metrics import slice_stack_metrics
 from .pretrain import build_pretrainer
 from .registry import build_model, get_spec
+from .run_folder import (
+    LEGACY_CHECKPOINT, MODEL_FILE, PRETRAINED_FILE, PRODUCTS, SPLIT_FILE, btvae_run, finished_summary,
+)
 from .train import RunContext, fit
-
-SPLIT_FILE = "split.json"
-LEGACY_CHECKPOINT, LEGACY_HISTORY, LEGACY_SUMMARY = "checkpoint.pt", "history.csv", "metrics.json"
-PRODUCTS = (MODEL_FILE, SPLIT_FILE, PRETRAINED_FILE, LEGACY_CHECKPOINT, LEGACY_HISTORY, LEGACY_SUMMARY)
-
-
-def btvae_run(path: str | Path) -> RunFolder:
-    """The BT-VAE run folder at ``path``."""
-    return RunFolder(Path(path), "BT-VAE", "vfmlab btvae-train")
-
-
-def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The held-back metrics of a finished run (``summary.json``, or an older run's ``metrics.json``), or None."""
-    run = btvae_run(run_dir)
-    if not run.file(MODEL_FILE).is_file():
-        return None
-    legacy = run.file(LEGACY_SUMMARY)
-    return run.summary() or (json.loads(legacy.read_text(encoding="utf-8")) if legacy.is_file() else None)
-
 
 def prepare_data(
     sources: list[dict[str, Any]], label: str, config: TrainConfig, slices: SliceSet | None = None
@@ -149,7 +133,7 @@ def train_run(
     config, used instead of running stage 1 here. ``resume``: continue from the run's checkpoint
     (a finished run returns its metrics). ``slices``: the sources already loaded with this config.
     A stop request (``RUN_DIR/STOP``) ends the run after the current batch; it then returns
-    ``{"stopped": True, "step": epochs done}`` and resumes later from its checkpoint.
+    ``{"stopped": True, "step": S}`` and resumes later from its checkpoint, which holds step ``S``.
     """
     run = btvae_run(run_dir)
     reporter = reporter or SilentReporter()
@@ -179,7 +163,7 @@ def train_run(
     if not ctx.stopped:
         _finetune_stage(model, model_name, slices, split, config, ctx, device)
     if ctx.stopped:
-        return {"stopped": True, "step": ctx.epochs_done, "run_dir": str(run.path)}
+        return {"stopped": True, "step": ctx.saved_step, "run_dir": str(run.path)}
     return _finish(run, model, model_name, label, config, slices.subset(split.test), split, ctx, started)
 
 

@@ -38,15 +38,18 @@ def _set_threads(params: dict[str, Any]) -> None:
 
 @register_task(TRAIN_TASK)
 def train_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    from .run import MODEL_FILE, train_run
+    from .run import train_run
+    from .run_folder import MODEL_FILE, btvae_run
 
     _set_threads(params)
     out = Path(params["out"])
+    btvae_run(out).clear_stop()  # a stop asked of an earlier run of this folder is not this run's
     metrics = train_run(
         out, params["sources"], params["label"], params["model"], TrainConfig.from_dict(params["config"]),
         resume=bool(params.get("resume")), pretrained=params.get("pretrained"), reporter=reporter,
     )
-    reporter.artifact("model", out / MODEL_FILE)
+    if not metrics.get("stopped"):
+        reporter.artifact("model", out / MODEL_FILE)
     return {"run_dir": str(out), "metrics": metrics}
 
 

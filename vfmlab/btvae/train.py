@@ -42,11 +42,22 @@ class RunContext:
     epochs_done: int = 0  # over both stages: the ``step`` of the run's metric rows
     resume_state: dict[str, Any] | None = None  # checkpoint being resumed, until its stage takes it
     stopped: bool = False  # a stop was requested (``RUN_DIR/STOP``); the stages return at once
+    saved_step: int = 0  # the step ``last.pt`` holds: where a stopped or cancelled run resumes
+
+    def __post_init__(self) -> None:
+        if self.resume_state is not None:
+            self.saved_step = int(self.resume_state["step"])
 
     def save_checkpoint(self, stage: str, epoch: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.run.save_state(LAST, {"format": MODEL_FORMAT, "identity": self.identity, "stage": stage, "epoch": epoch,
                                    "step": self.epochs_done, "state": module.state_dict(),
                                    "optimizer": optimizer.state_dict()})
+        self.saved_step = self.epochs_done
+
+    def stop(self) -> None:
+        """Stop on request: the epochs after the last checkpoint are dropped, as a resume would drop them."""
+        self.stopped = True
+        self.run.keep_metrics_through(self.saved_step)
 
 
 def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -90,7 +101,7 @@ def fit(
         batches = epoch_batches(n_items, settings.batch_size, ctx.seed, epoch)
         for indices in batches:
             if ctx.run.stop_requested():
-                ctx.stopped = True
+                ctx.stop()
                 return
             parts = step(indices)
             if not torch.isfinite(parts.total):

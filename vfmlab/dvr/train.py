@@ -25,11 +25,15 @@ from .. import atomic
 from ..devices import resolve_device
 from ..errors import InputError
 from ..progress import Reporting, SilentReporter
+from ..runs import seconds_to_reach
 from .captures import TrainingSet, load_training_set, write_image
 from .checkpoints import BEST, LAST, PREVIEWS, PRODUCTS, TF_JSON, TF_VP, dvr_run, load_checkpoint
 from .config import DEFAULT_S_HIGH, TrainConfig
 from .models import RenderOptions, VolumeInput, build_model, config_dict, model_config
 from .transfer_functions import ScalarDomain
+
+SSIM_TARGETS = (0.90, 0.95)  # validation SSIM levels whose time to reach a run's summary reports
+
 
 @dataclass
 class Distributed:
@@ -153,7 +157,11 @@ class Trainer:
             self._record_epoch(epoch, rate, train_loss, val_ssim, time.perf_counter() - started)
         if self.dist.main and self.config.model == "lookup" and self.run.file(BEST).is_file():
             export_lookup_tf(self.run.path)
+        rows = self.run.metrics()
         summary = {"epoch": self.epoch, "epochs": self.config.epochs, "best_val_ssim": self.best_ssim,
+                   "last_val_ssim": rows[-1]["val_ssim"] if rows else None,
+                   "seconds": sum(row.get("seconds", 0.0) for row in rows),
+                   "seconds_to_val_ssim": {str(t): seconds_to_reach(rows, "val_ssim", t) for t in SSIM_TARGETS},
                    "stopped": stopped, "run_dir": str(self.run.path)}
         if self.dist.main:
             self.run.write_summary(summary)

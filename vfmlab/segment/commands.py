@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 from .. import atomic
@@ -169,7 +170,7 @@ def _configure_finetune(parser: argparse.ArgumentParser) -> None:
 def _run_finetune(args: argparse.Namespace) -> int:
     from ..volume_io import read_labels, read_volume
     from ..weights import register_user_model
-    from .finetune import finetune
+    from .finetune import finetune, finetune_run
 
     volume = read_volume(args.volume)
     labels = read_labels(args.labels, volume)
@@ -178,12 +179,15 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config = SegmenterFinetuneConfig(segments=_parse_label_map(args.segments), cosine_schedule=args.cosine,
                                      train_decoder=args.train_decoder,
                                      **{name: value for name, value in given.items() if value is not None})
+    finetune_run(args.out).clear_stop()  # a stop asked of an earlier run of this folder is not this run's
     reporter = TerminalReporter("segment-finetune")
     try:
         summary = finetune(volume, labels, config, args.out, resume=args.resume, reporter=reporter)
     finally:
         reporter.close()
-    if args.register:
+    if args.register and summary["stopped"]:
+        print("stopped before the end: not registered; resume with --resume, then register", file=sys.stderr)
+    elif args.register:
         summary["registered_model"] = register_user_model(args.register, summary["best_checkpoint"], config.model).name
     print(json.dumps(summary, indent=1))
     return 0

@@ -180,11 +180,10 @@ def finetune(
         _convert_legacy_history(run)
     run.begin(asdict(config), resume)
     embeddings = cached_embeddings(engine, config, sorted({s.index for s in train + held_out}), run.path, reporter)
-    training = _Training.start(segmenter, config, len(train), run, resume)
-    history = run.metrics()
-    baseline = history[0]["baseline_dice"] if history else validate(segmenter, embeddings, held_out)
+    baseline = validate(segmenter, embeddings, held_out)  # before a resumed run loads its tuned weights
     untuned = float(np.mean(list(baseline.values())))
-    best = max((h["mean_val_dice"] for h in history), default=untuned)
+    training = _Training.start(segmenter, config, len(train), run, resume)
+    best = max((h["mean_val_dice"] for h in run.metrics()), default=untuned)
     if not run.file(BEST).is_file():
         run.save_state(BEST, segmenter.model.state_dict())  # the un-tuned model, until an epoch beats it
     rng = np.random.default_rng(config.seed + training.start_epoch)
