@@ -17,7 +17,7 @@ from vfmlab.btvae.registry import DEFAULT_MODEL
 
 METRIC_LABELS = (
     ("dice", "Dice"), ("iou", "IoU"), ("precision", "Precision"), ("recall", "Recall"),
-    ("fp_rate_negative", "False-positive rate (negative slices)"), ("slices", "Held-back slices"),
+    ("fp_rate", "False-positive rate (negative slices)"), ("fp_pixels", "False-positive pixels per negative slice"), ("slices", "Held-back slices"),
     ("negative_slices", "of which negative"), ("labelled_slices", "Labelled training slices"),
     ("training_slices", "Training slices"), ("seconds", "Training time (s)"),
 )

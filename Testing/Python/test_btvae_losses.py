@@ -122,16 +122,16 @@ def test_metrics_match_hand_counts():
     prediction = np.zeros((3, 2, 2), bool)
     truth[0] = [[1, 1], [1, 0]]
     prediction[0] = [[1, 1], [0, 1]]  # tp 2, fp 1, fn 1
-    prediction[1, 0, 0] = True  # negative slice with a false positive: fp 2 in total
+    prediction[1, 0, 0] = True  # negative slice with a false positive: not part of the overlap counts
     metrics = slice_stack_metrics(prediction, truth)  # slice 2: negative, predicted empty
-    assert metrics["dice"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
-    assert metrics["iou"] == pytest.approx(2 / 5)
-    assert metrics["precision"] == pytest.approx(2 / 4)
+    assert metrics["dice"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # positive slice 0 only: tp 2, fp 1, fn 1
+    assert metrics["iou"] == pytest.approx(2 / 4)
+    assert metrics["precision"] == pytest.approx(2 / 3)
     assert metrics["recall"] == pytest.approx(2 / 3)
     assert metrics["negative_slices"] == 2
-    assert metrics["fp_rate_negative"] == pytest.approx(0.5)
-    assert metrics["fp_pixels_negative"] == pytest.approx(0.5)
+    assert metrics["fp_rate"] == pytest.approx(0.5)
+    assert metrics["fp_pixels"] == pytest.approx(0.5)
     empty = slice_stack_metrics(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2), bool))
-    assert (empty["dice"], empty["precision"], empty["recall"], empty["fp_rate_negative"]) == (1.0, 1.0, 1.0, 0.0)
+    assert (empty["dice"], empty["precision"], empty["recall"], empty["fp_rate"]) == (None, None, None, 0.0)
     missed = slice_stack_metrics(np.zeros((1, 2, 2), bool), np.ones((1, 2, 2), bool))
-    assert (missed["dice"], missed["precision"], missed["recall"], missed["fp_rate_negative"]) == (0.0, 0.0, 0.0, None)
+    assert (missed["dice"], missed["precision"], missed["recall"], missed["fp_rate"]) == (0.0, 0.0, 0.0, None)

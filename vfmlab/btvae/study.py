@@ -23,7 +23,7 @@ from .run import pretrain_run, train_run
 from ..progress import Reporting, ScaledReporter, SilentReporter
 
 TABLE_COLUMNS = (
-    "model", "ratio", "dice", "iou", "precision", "recall", "fp_rate_negative", "fp_pixels_negative",
+    "model", "ratio", "dice", "fp_rate", "fp_pixels", "iou", "precision", "recall",
     "labelled_slices", "slices", "negative_slices", "seconds",
 )
 TABLE_CSV, TABLE_JSON, PLOT_PNG = "study.csv", "study.json", "study.png"
@@ -109,7 +109,7 @@ def write_plot(path: Path, rows: list[dict[str, Any]]) -> Path:
         own = sorted((row for row in rows if row["model"] == model), key=lambda row: row["ratio"])
         percent = [100 * row["ratio"] for row in own]
         dice_axes.plot(percent, [row["dice"] for row in own], marker="o", label=model)
-        fp = [row["fp_rate_negative"] for row in own]
+        fp = [row["fp_rate"] for row in own]
         if all(value is not None for value in fp):
             fp_axes.plot(percent, fp, marker="o", label=model)
     dice_axes.set(xlabel="labelled slices (%)", ylabel="Dice", title="Dice by label ratio")
