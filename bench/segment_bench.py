@@ -189,6 +189,7 @@ def main() -> None:
     results: dict = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}
     results["machine"] = {"threads": torch.get_num_threads(), "device": "cpu"}
     runs_dir = (args.out.parent if args.out else Path("bench/results")) / "segment_finetune_runs"
+    results.pop("hq_litemedsam_finetune", None)  # the two-variant comparison the ablation replaced
     if args.ablation_only:
         results["hq_ablation"] = hq_ablation(ct, labels, args.epochs, tuple(args.seeds), runs_dir)
         write(results, args.out)
@@ -214,7 +215,6 @@ def main() -> None:
     results["litemedsam_organs"] = {name: organ_run(engine, labels_view == value) for name, value in ORGANS.items()}
     print(json.dumps(results["litemedsam_organs"], indent=1), flush=True)
 
-    results.pop("hq_litemedsam_finetune", None)  # the two-variant comparison the ablation replaced
     results["hq_ablation"] = hq_ablation(ct, labels, args.epochs, tuple(args.seeds), runs_dir)
     print(json.dumps(results, indent=1))
     write(results, args.out)

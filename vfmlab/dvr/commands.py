@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cli import Command
 from ..errors import InputError
 from ..models import names
-from .config import TrainConfig
+from .config import StudyConfig, TrainConfig
 
 
 def _configure_train(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +180,42 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_study(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("volume", type=Path)
+    parser.add_argument("--segmentation", type=Path, required=True,
+                        help="a .seg.nrrd or a label map on the volume's grid: each segment gets its colour")
+    parser.add_argument("--models", help=f"comma-separated (default {','.join(StudyConfig.models)}; all: "
+                        f"{','.join(names('dvr'))})")
+    parser.add_argument("--epochs", type=int, help=f"default {StudyConfig.epochs}")
+    parser.add_argument("--views", type=int, help=f"orbit views (default {StudyConfig.views}; every "
+                        f"{StudyConfig.validation_every}th is held out)")
+    parser.add_argument("--size", type=int, help=f"image size in pixels (default {StudyConfig.size})")
+    parser.add_argument("--preset", help=f"intensity preset of the opacity (default {StudyConfig.preset})")
+    parser.add_argument("--shift", type=float, help="move the preset along the scalar axis")
+    parser.add_argument("--model-size", choices=("small", "paper"), help=f"default {StudyConfig.model_size}")
+    parser.add_argument("--out", type=Path, required=True, help="study folder (study.json, study.png, captures/, runs/)")
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from ..progress import TerminalReporter
+    from .study import STUDY_JSON, STUDY_PNG, run_study
+
+    given = {"epochs": args.epochs, "views": args.views, "size": args.size, "preset": args.preset,
+             "shift": args.shift, "model_size": args.model_size,
+             "models": tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None}
+    config = StudyConfig(**{name: value for name, value in given.items() if value is not None})
+    reporter = TerminalReporter("dvr-study")
+    try:
+        record = run_study(args.volume, args.segmentation, args.out, config, reporter)
+    finally:
+        reporter.close()
+    for model, numbers in record["models"].items():
+        print(f"{model}: held-out SSIM {numbers['val_ssim']:.3f} (last epoch {numbers['last_val_ssim']:.3f}), "
+              f"PSNR {numbers['val_psnr']:.1f} dB, {numbers['seconds']:.0f} s, {numbers['parameters']} parameters")
+    print(f"table {args.out / STUDY_JSON}, renders side by side {args.out / STUDY_PNG}")
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command("dvr-train", "train a DeepDVR model (lookup TF ... DVRNet) from captured views; background, resume, DDP",
             _configure_train, _run_train),
@@ -189,4 +225,6 @@ COMMANDS: list[Command] = [
     Command("dvr-render", "render novel views of a trained DeepDVR run at any size", _configure_render, _run_render),
     Command("dvr-export", "write a Slicer scene with a run's learned TF (or rendered views) on a volume",
             _configure_export, _run_export),
+    Command("dvr-study", "train several DeepDVR models on segment-colourised Slicer renders (targets no 1D TF can "
+            "express) and compare them on held-out views", _configure_study, _run_study),
 ]

@@ -59,3 +59,25 @@ class TrainConfig:
             return s_high
         progress = (epoch / self.epochs) ** 2
         return self.s_low * (1 - progress) + progress * s_high
+
+
+STUDY_MODELS = ("lookup", "mlp", "vnet4-4", "dvrnet")
+
+
+@dataclass
+class StudyConfig:
+    """``vfmlab dvr-study``: every model trained on the same colourised views, scored on held-out ones."""
+
+    models: tuple[str, ...] = STUDY_MODELS
+    epochs: int = 30
+    views: int = 16
+    size: int = 64  # captured and trained image height and width
+    preset: str = "CT-AAA"  # the intensity preset whose opacity (and colour outside segments) the targets use
+    shift: float = 0.0
+    elevation: float = 20.0
+    validation_every: int = 4  # every n-th view is held out
+    batch_size: int = 2
+    model_size: str = "small"  # DeepDVR model widths: "small" (CPU) or "paper"
+    s_high: float = 1.0  # the last epoch's (and validation's) samples per voxel; annealed from 0.1
+    seed: int = 0
+    threads: int = 2

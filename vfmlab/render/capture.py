@@ -121,7 +121,7 @@ def _capture_set(records: list[CameraRecord], volume, display, settings: RenderS
     return CaptureSet(
         views=records,
         volume_path=str(Path(source_path).resolve()) if source_path else None,
-        volume_sha256=_source_sha256(Path(source_path)) if source_path else None,
+        volume_sha256=source_sha256(Path(source_path)) if source_path else None,
         ijk_to_ras=volume.ijk_to_ras.tolist(),
         transfer_function=vr.transfer_function_record(display, settings.preset, settings.shift),
         sample_distance=float(display.GetSampleDistance()),
@@ -134,7 +134,7 @@ def _capture_set(records: list[CameraRecord], volume, display, settings: RenderS
     )
 
 
-def _source_sha256(path: Path) -> str:
+def source_sha256(path: Path) -> str:
     """sha256 of the volume file; for a DICOM folder, sha256 over its files' sha256 digests in file-name order."""
     import hashlib
 
