@@ -52,6 +52,10 @@ def test_lookup_tf_learned_from_slicer_captures_rerenders_in_slicer_on_held_out_
     assert set(metrics[0]) == {"step", "epoch", "train_loss", "val_ssim", "sampling_rate", "seconds"}
     best = load_checkpoint(run, BEST)
     assert best["best_ssim"] == max(row["val_ssim"] for row in metrics)
+    # the summary reads the run both ways: the last epoch beside the best, and the time to a target SSIM
+    assert result["last_val_ssim"] == metrics[-1]["val_ssim"] and run.summary() == result
+    first_good = next(n for n, row in enumerate(metrics) if row["val_ssim"] >= 0.9)
+    assert result["seconds_to_val_ssim"]["0.9"] == pytest.approx(sum(r["seconds"] for r in metrics[: first_good + 1]))
     assert run.file(TF_VP).is_file() and json.loads(run.file(TF_JSON).read_text())["scalar_opacity"]
 
     trained = TrainedRun.load(run.path)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vfmlab.errors import InputError
-from vfmlab.runs import BEST, CONFIG, LAST, METRICS, STOP, SUMMARY, RunFolder, load_run_file
+from vfmlab.runs import BEST, CONFIG, LAST, METRICS, STOP, SUMMARY, RunFolder, load_run_file, seconds_to_reach
 
 
 class Recorder:
@@ -100,3 +100,10 @@ def test_damaged_or_foreign_files_are_refused_without_advice_to_run_their_code(t
         load_run_file(run.file(SUMMARY + ".pt"), "test summary")
     with pytest.raises(InputError, match="is not a test run folder"):
         RunFolder(tmp_path / "elsewhere", "test").read_config()
+
+
+def test_seconds_to_reach_sums_the_epochs_until_the_target_and_is_none_when_never_reached():
+    rows = [{"seconds": 2.0, "val": 0.5}, {"seconds": 3.0, "val": 0.92}, {"seconds": 4.0, "val": 0.96}]
+    assert seconds_to_reach(rows, "val", 0.9) == 5.0
+    assert seconds_to_reach(rows, "val", 0.95) == 9.0
+    assert seconds_to_reach(rows, "val", 0.99) is None
