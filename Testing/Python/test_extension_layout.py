@@ -306,8 +306,15 @@ CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
 CATALOG_SCHEMA_URL = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json"
 
 
+# Some of the categories the ExtensionsIndex's check accepts (scripts/check_description_files.py,
+# ACCEPTED_EXTENSION_CATEGORIES); any other one fails its review, "Artificial Intelligence" included.
+ACCEPTED_CATEGORIES = {"Analysis", "Quantification", "Rendering", "Segmentation", "Utilities", "Informatics"}
+
+
 def catalog_entry_problems(entry: dict, cmake: dict[str, list[str]], project: str, json_name: str) -> list[str]:
     problems = []
+    if entry.get("category") not in ACCEPTED_CATEGORIES:
+        problems.append(f"category {entry.get('category')!r} is not one the ExtensionsIndex accepts")
     problems += [f"unknown key '{key}' (schema v1.0.1 allows {sorted(CATALOG_SCHEMA_KEYS)})"
                  for key in sorted(set(entry) - CATALOG_SCHEMA_KEYS)]
     problems += [f"missing required key '{key}'" for key in sorted(CATALOG_REQUIRED - set(entry))]
@@ -344,6 +351,8 @@ def test_catalog_check_reports_a_bad_entry():
              "EXTENSION_HOMEPAGE": ["https://github.com/a/b"]}
     bad = {"$schema": CATALOG_SCHEMA_URL, "category": "Segmentation", "scmurl": "x", "tier": 2}
     text = "\n".join(catalog_entry_problems(bad, cmake, "VFMVolumeLab", "Other.json"))
+    assert "not one the ExtensionsIndex accepts" in "\n".join(
+        catalog_entry_problems({**bad, "category": "Artificial Intelligence"}, cmake, "VFMVolumeLab", "Other.json"))
     for expected in ("unknown key 'scmurl'", "missing required key 'scm_url'", "Other.json", "category",
                      "EXTENSION_DEPENDS", "build_dependencies", "tier"):
         assert expected in text
