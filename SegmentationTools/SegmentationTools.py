@@ -34,7 +34,9 @@ class SegmentationTools(ScriptedLoadableModule):
             "label map (NRRD, NIfTI, MHA) as a new segmentation with one segment per label. Segment names are "
             "read from a JSON file beside the label map (X.json, X_names.json or X_label_names.json) when present."
         )
-        self.parent.helpText += self.getDefaultModuleDocumentationLink()
+        from VFMVolumeLabLib import documentation_link
+
+        self.parent.helpText += documentation_link()
         self.parent.acknowledgementText = (
             "The bundled sample CT and organ labels used in the tests are reference files of the "
             '<a href="https://github.com/wasserth/TotalSegmentator">TotalSegmentator</a> project '

@@ -39,7 +39,9 @@ class VFMVolumeLab(ScriptedLoadableModule):
             "Python dependencies (PyTorch and the model packages) are installed only when you click "
             "'Install dependencies'."
         )
-        self.parent.helpText += self.getDefaultModuleDocumentationLink()
+        from VFMVolumeLabLib import documentation_link
+
+        self.parent.helpText += documentation_link()
         self.parent.acknowledgementText = (
             "The sample CT (VFMSampleCT) and its organ labels are the reference files of the "
             '<a href="https://github.com/wasserth/TotalSegmentator">TotalSegmentator</a> project '

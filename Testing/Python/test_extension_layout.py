@@ -626,6 +626,16 @@ def test_module_file_is_thin_and_has_the_four_standard_classes(module):
     problems = module_structure_problems(source, module)
     assert not problems, "\n".join(problems)
     assert 'self.parent.categories = ["VFM Volume Lab"]' in source
+    # Slicer's default link leads to its manual's page for built-in modules, which extension modules lack
+    assert "getDefaultModuleDocumentationLink" not in source and "documentation_link()" in source
+
+
+def test_help_links_to_the_extension_homepage():
+    import VFMVolumeLabLib
+
+    homepage = cmake_variables(REPO / "CMakeLists.txt")["EXTENSION_HOMEPAGE"][0]
+    assert VFMVolumeLabLib.DOCUMENTATION_URL.startswith(homepage + "#")
+    assert f'href="{VFMVolumeLabLib.DOCUMENTATION_URL}"' in VFMVolumeLabLib.documentation_link()
 
 
 def test_structure_checker_reports_missing_classes_and_qt_in_logic():

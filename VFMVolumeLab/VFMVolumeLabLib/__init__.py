@@ -11,6 +11,16 @@ import sys
 from pathlib import Path
 
 
+# The extension's documentation: its README (EXTENSION_HOMEPAGE in CMakeLists.txt). Not Slicer's
+# getDefaultModuleDocumentationLink(), which points at the Slicer manual's page for built-in modules only.
+DOCUMENTATION_URL = "https://github.com/vfm-volume-lab/SlicerVFMVolumeLab#readme"
+
+
+def documentation_link() -> str:
+    """Help-text paragraph linking to the extension's documentation."""
+    return f'<p>For more information see the <a href="{DOCUMENTATION_URL}">VFM Volume Lab documentation</a>.</p>'
+
+
 def ensure_vfmlab_importable() -> None:
     """Make ``import vfmlab`` work when the modules run from a source checkout.
 
