@@ -16,6 +16,12 @@ from pathlib import Path
 from .errors import VfmlabError
 
 
+def given_options(**options):
+    """The options given on the command line: commands leave the others ``None`` so that the config
+    dataclasses state every default once."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class Command:
     name: str

@@ -69,7 +69,7 @@ class RunFolder:
         for while the process starts up is not lost.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        if resume and same_config and self.file(CONFIG).is_file() and _as_json(self.read_config()) != _as_json(config):
+        if resume and same_config and self.file(CONFIG).is_file() and as_json(self.read_config()) != as_json(config):
             raise InputError("was started with other settings; resume it with the same ones or start a new run",
                              self.path)
         if not resume:
@@ -175,6 +175,6 @@ def _step(row: dict) -> int:
     return int(row.get("step", row.get("epoch", 0)))
 
 
-def _as_json(value: Any) -> Any:
+def as_json(value: Any) -> Any:
     """JSON form (tuples → lists), so settings read from JSON and built in memory compare equal."""
     return json.loads(json.dumps(value))

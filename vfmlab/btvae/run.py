@@ -8,7 +8,6 @@ that layout (``checkpoint.pt``, ``history.csv``, ``metrics.json``) still resume 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from vfmlab.devices import resolve_device
 from vfmlab.progress import Reporting, SilentReporter
 from vfmlab.errors import InputError
 from vfmlab.atomic import save_torch, write_json
-from vfmlab.runs import LAST, METRICS, RunFolder
+from vfmlab.runs import LAST, METRICS, RunFolder, as_json
 
 from .checkpoint import MODEL_FORMAT, TrainedModel, load_file, save_trained
 from .config import TrainConfig
@@ -207,14 +206,9 @@ def _finish(run: RunFolder, model, model_name: str, label: str, config: TrainCon
     return metrics
 
 
-def _plain(value: Any) -> Any:
-    """JSON form (tuples → lists), so settings read from JSON and from a checkpoint compare equal."""
-    return json.loads(json.dumps(value))
-
-
 def _load_pretrained(model, path: Path, identity: dict[str, Any]) -> None:
     payload = load_file(path, "pretrained model")
-    theirs, mine = _plain(payload["identity"]), _plain(identity)
+    theirs, mine = as_json(payload["identity"]), as_json(identity)
     for settings in (theirs, mine):
         settings["config"]["data"].pop("ratio")  # stage 1 uses no labels: any ratio may reuse it
     keys = ("model", "label", "sources")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cli import Command
+from ..cli import Command, given_options
 from ..errors import InputError
 from ..models import names
 from .config import StudyConfig, TrainConfig
@@ -48,12 +48,11 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The options given on the command line over :class:`TrainConfig`'s defaults."""
     if args.captures is None:
         raise InputError("give the capture folder (or --resume to continue a run)")
-    given = {"model": args.model, "size": args.size, "epochs": args.epochs, "batch_size": args.batch_size,
-             "lr": args.lr, "s_low": args.s_low, "s_high": args.s_high, "image_size": args.image_size,
-             "validation_every": args.validation_every, "seed": args.seed, "threads": args.threads,
-             "targets": args.targets, "volume": str(args.volume.resolve()) if args.volume else None}
-    return TrainConfig(captures=str(args.captures.resolve()), anneal=not args.fixed_rate, jitter=args.jitter,
-                       **{name: value for name, value in given.items() if value is not None})
+    given = given_options(model=args.model, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
+                          lr=args.lr, s_low=args.s_low, s_high=args.s_high, image_size=args.image_size,
+                          validation_every=args.validation_every, seed=args.seed, threads=args.threads,
+                          targets=args.targets, volume=str(args.volume.resolve()) if args.volume else None)
+    return TrainConfig(captures=str(args.captures.resolve()), anneal=not args.fixed_rate, jitter=args.jitter, **given)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -200,10 +199,9 @@ def _run_study(args: argparse.Namespace) -> int:
     from ..progress import TerminalReporter
     from .study import STUDY_JSON, STUDY_PNG, run_study
 
-    given = {"epochs": args.epochs, "views": args.views, "size": args.size, "preset": args.preset,
-             "shift": args.shift, "model_size": args.model_size,
-             "models": tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None}
-    config = StudyConfig(**{name: value for name, value in given.items() if value is not None})
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    config = StudyConfig(**given_options(epochs=args.epochs, views=args.views, size=args.size, preset=args.preset,
+                                         shift=args.shift, model_size=args.model_size, models=models))
     reporter = TerminalReporter("dvr-study")
     try:
         record = run_study(args.volume, args.segmentation, args.out, config, reporter)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import vtk
-from vtk.util import numpy_support
 
 from ..errors import InputError
 from ..volume import Volume
-from .volume_rendering import _display_node
+from .volume_rendering import display_node_of
+from .volumes import image_data_from_array, numpy_to_matrix
 
 
 def add_rgba_volume_node(scene, volume: Volume, rgba: np.ndarray, name: str = "colourised"):
@@ -20,26 +20,16 @@ def add_rgba_volume_node(scene, volume: Volume, rgba: np.ndarray, name: str = "c
     if rgba.shape != volume.array.shape + (4,) or rgba.dtype != np.uint8:
         raise InputError(f"an RGBA volume is (K, J, I, 4) uint8 on the volume's grid {volume.array.shape}; "
                          f"got {rgba.shape} {rgba.dtype}")
-    image = vtk.vtkImageData()
-    image.SetDimensions(*volume.shape_ijk)
-    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(rgba).reshape(-1, 4), deep=True,
-                                         array_type=vtk.VTK_UNSIGNED_CHAR)
-    scalars.SetNumberOfComponents(4)
-    image.GetPointData().SetScalars(scalars)
     node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
-    node.SetAndObserveImageData(image)
-    matrix = vtk.vtkMatrix4x4()
-    for row in range(4):
-        for column in range(4):
-            matrix.SetElement(row, column, float(volume.ijk_to_ras[row, column]))
-    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(image_data_from_array(rgba))
+    node.SetIJKToRASMatrix(numpy_to_matrix(volume.ijk_to_ras))
     return node
 
 
 def show_rgba_volume(logic, rgba_node, method: str = "cpu", max_opacity: float = 1.0):
     """Show ``rgba_node`` with its own colours (components not independent), alpha 0..255 mapped linearly to
     opacity 0..``max_opacity``, no shading; returns the display node."""
-    display = _display_node(logic, rgba_node, method)
+    display = display_node_of(logic, rgba_node, method)
     volume_property = display.GetVolumePropertyNode().GetVolumeProperty()
     volume_property.SetIndependentComponents(False)
     opacity = vtk.vtkPiecewiseFunction()

@@ -22,7 +22,7 @@ from .three_d_view import HeadlessThreeDView, RenderWindowView, add_image_node, 
 
 __all__ = [
     "METHODS", "HeadlessThreeDView", "RenderWindowView", "add_image_node", "apply_transfer_function",
-    "decode_label_ids", "grab_image", "label_id_color", "preset_node", "remove_volume_node",
+    "decode_label_ids", "display_node_of", "grab_image", "label_id_color", "preset_node", "remove_volume_node",
     "remove_volume_renderings", "render_view",
     "shift_transfer_function", "show_label_ids", "show_volume", "transfer_function_record", "volume_rendering_logic",
 ]
@@ -62,7 +62,8 @@ def preset_node(logic, name: str):
     return node
 
 
-def _display_node(logic, volume_node, method: str, view_node=None):
+def display_node_of(logic, volume_node, method: str, view_node=None):
+    """``volume_node``'s volume rendering display node of ``method`` ("cpu"/"gpu"), made when it has none."""
     if method not in METHODS:
         raise InputError(f"ray casting must be one of {sorted(METHODS)}, got '{method}'")
     class_name = METHODS[method]
@@ -89,7 +90,7 @@ def show_volume(logic, volume_node, method: str = "cpu", preset: str | None = No
     as Slicer's "Shift" slider does; ``shading`` None keeps the preset's own setting. Other volume
     rendering display nodes of the volume are hidden so that exactly one rendering shows.
     """
-    display = _display_node(logic, volume_node, method, view_node)
+    display = display_node_of(logic, volume_node, method, view_node)
     property_node = display.GetVolumePropertyNode()
     if preset is not None:
         property_node.Copy(preset_node(logic, preset))
@@ -229,7 +230,7 @@ def show_label_ids(logic, label_node, values: list[int], view_node):
     because the CPU ray caster draws its image as a filtered texture and blends colours at label
     edges (measured: one-pixel seams of mixed codes), which the GPU path does not.
     """
-    display = _display_node(logic, label_node, "gpu", view_node)
+    display = display_node_of(logic, label_node, "gpu", view_node)
     volume_property = display.GetVolumePropertyNode().GetVolumeProperty()
     colors, opacity = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
     opacity.AddPoint(0.0, 0.0)

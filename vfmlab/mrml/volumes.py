@@ -27,7 +27,8 @@ def numpy_to_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
 
 
 def image_data_from_array(array: np.ndarray, image=None):
-    """Copy a ``(K, J, I)`` array into a ``vtkImageData`` (or a subclass given as ``image``).
+    """Copy a ``(K, J, I)`` array, or ``(K, J, I, C)`` for C components per voxel, into a ``vtkImageData``
+    (or a subclass given as ``image``).
 
     Spacing and origin stay at identity: Slicer keeps geometry on the node, not on the image data.
     """
@@ -35,11 +36,12 @@ def image_data_from_array(array: np.ndarray, image=None):
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     image = image if image is not None else vtk.vtkImageData()
-    k, j, i = array.shape
+    k, j, i = array.shape[:3]
+    components = array.shape[3] if array.ndim == 4 else 1
     image.SetDimensions(i, j, k)
     image.SetSpacing(1.0, 1.0, 1.0)
     image.SetOrigin(0.0, 0.0, 0.0)
-    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    scalars = numpy_support.numpy_to_vtk(array.reshape(-1, components), deep=True)
     scalars.SetName("ImageScalars")
     image.GetPointData().SetScalars(scalars)
     return image

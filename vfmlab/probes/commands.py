@@ -5,18 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import Command
+from ..cli import Command, given_options
 from ..errors import InputError
 from ..models import names
 from ..progress import terminal_progress
 from .config import ProbeConfig, ThreeBallsConfig
 
 DEFAULT_MODELS = ",".join(names("probe"))
-
-
-def _given(**options):
-    """The options given on the command line (:mod:`vfmlab.probes.config` states every default)."""
-    return {name: value for name, value in options.items() if value is not None}
 
 
 def _weights_files(pairs: list[str]) -> dict[str, Path]:
@@ -53,7 +48,7 @@ def run_probe(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     with terminal_progress() as progress:
         summary = probe_captures(args.source, models, args.out, weights_files=_weights_files(args.weights),
-                                 progress=progress, **_given(input_size=args.input_size, keep=args.keep))
+                                 progress=progress, **given_options(input_size=args.input_size, keep=args.keep))
     for model, reason in summary["skipped"].items():
         print(f"skipped {model}: {reason}", file=sys.stderr)
     print(f"probed {len(summary['captures'])} captures with {', '.join(summary['models']) or 'no model'}; "
@@ -75,7 +70,7 @@ def run_three_balls_command(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     with terminal_progress() as progress:
         summary = run_three_balls(args.out, models, weights_files=_weights_files(args.weights), progress=progress,
-                                  **_given(size=args.size, method=args.method))
+                                  **given_options(size=args.size, method=args.method))
     for model, reason in summary["skipped"].items():
         print(f"skipped {model}: {reason}", file=sys.stderr)
     for model, numbers in summary["models"].items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cli import given_options
 from ..jobs import Reporter, register_task
 
 
@@ -23,7 +24,7 @@ def probe_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     if params.get("threads"):
         torch.set_num_threads(int(params["threads"]))
     models = parse_models(",".join(params.get("models") or []))
-    given = {name: params[name] for name in ("input_size", "keep") if params.get(name) is not None}
+    given = given_options(input_size=params.get("input_size"), keep=params.get("keep"))
     summary = probe_captures(params["source"], models, params["out"], weights_files=params.get("weights_files"),
                              progress=reporter.progress, **given)
     for model, reason in summary["skipped"].items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import Command
+from ..cli import Command, given_options
 from ..errors import InputError
 from .poses import Orbit
 from .settings import LABEL_MODES, RenderSettings
@@ -24,11 +24,6 @@ def _rgb(text: str) -> tuple[float, float, float]:
     if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError("give three numbers in 0..1 separated by commas, e.g. 0,0,0")
     return values
-
-
-def _given(**options):
-    """The options given on the command line (the dataclass states every default)."""
-    return {name: value for name, value in options.items() if value is not None}
 
 
 def configure_render(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +52,9 @@ def run_render(args: argparse.Namespace) -> int:
 
     if args.label_names and not args.segmentation:
         raise InputError("--label-names needs --segmentation")
-    settings = RenderSettings(**_given(preset=args.preset, shift=args.shift, method=args.method, width=args.size,
+    settings = RenderSettings(**given_options(preset=args.preset, shift=args.shift, method=args.method, width=args.size,
                                        height=args.size, background=args.background, shading=args.shading))
-    orbit = Orbit(**_given(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth))
+    orbit = Orbit(**given_options(views=args.views, elevation=args.elevation, azimuth_start=args.azimuth))
     names = read_label_names(args.label_names) if args.label_names else None
     with terminal_progress() as progress:
         capture = render_file(args.volume, args.out, settings, orbit, args.segmentation, names, args.labels,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import atomic
-from ..cli import Command
+from ..cli import Command, given_options
 from ..errors import InputError
 from ..models import names
 from ..progress import TerminalReporter
@@ -27,9 +27,8 @@ def _numbers(text: str, count: int | None = None) -> list[float]:
 
 def segment_config(args: argparse.Namespace) -> SegmentConfig:
     """The options given on the command line over :class:`SegmentConfig`'s defaults."""
-    given = {"model": args.model, "axis": args.axis, "backend": args.backend, "segment_name": args.name,
-             "device": args.device}
-    return SegmentConfig(**{name: value for name, value in given.items() if value is not None})
+    return SegmentConfig(**given_options(model=args.model, axis=args.axis, backend=args.backend,
+                                         segment_name=args.name, device=args.device))
 
 
 def prompt_specs(args: argparse.Namespace, config: SegmentConfig) -> list[dict]:
@@ -174,11 +173,10 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
     volume = read_volume(args.volume)
     labels = read_labels(args.labels, volume)
-    given = {"model": args.model, "axis": args.axis, "epochs": args.epochs, "learning_rate": args.lr,
-             "batch_size": args.batch_size, "max_slices_per_segment": args.max_slices, "device": args.device}
+    given = given_options(model=args.model, axis=args.axis, epochs=args.epochs, learning_rate=args.lr,
+                          batch_size=args.batch_size, max_slices_per_segment=args.max_slices, device=args.device)
     config = SegmenterFinetuneConfig(segments=_parse_label_map(args.segments), cosine_schedule=args.cosine,
-                                     train_decoder=args.train_decoder,
-                                     **{name: value for name, value in given.items() if value is not None})
+                                     train_decoder=args.train_decoder, **given)
     finetune_run(args.out).clear_stop()  # a stop asked of an earlier run of this folder is not this run's
     reporter = TerminalReporter("segment-finetune")
     try:
