@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import atomic
 from .errors import InputError
@@ -109,12 +109,20 @@ class RunFolder:
         rows = [row for row in self.metrics() if _step(row) <= step]
         atomic.write_text(self.file(METRICS), "".join(json.dumps(row) + "\n" for row in rows))
 
-    def record_epoch(self, row: dict, reporter: Reporting, fraction: float, message: str) -> None:
-        """Append ``row`` (it holds ``step``) to ``metrics.jsonl``; report its numbers and the run's progress.
+    def record_epoch(self, row: dict, reporter: Reporting, fraction: float, message: str,
+                     checkpoints: Mapping[str, Any] | None = None) -> None:
+        """Record a finished epoch: its ``row`` (it holds ``step``) in ``metrics.jsonl``, then its
+        ``checkpoints`` (file name -> state), then its numbers and the run's progress to ``reporter``.
 
-        Rows of runs in stages carry ``stage``; their numbers are reported as ``<stage>_<name>``.
+        This order keeps the folder consistent wherever a cancel kills the process: a row without
+        its checkpoint is dropped by the resume (:meth:`keep_metrics_through`), and a checkpoint is
+        never ahead of the metrics, which would leave a gap in the curve; an epoch the user saw
+        reported is saved. Rows of runs in stages carry ``stage``; their numbers are reported as
+        ``<stage>_<name>``.
         """
         self.append_metrics(row)
+        for name, state in (checkpoints or {}).items():
+            self.save_state(name, state)
         prefix = f"{row['stage']}_" if "stage" in row else ""
         for name, value in row.items():
             if name not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):

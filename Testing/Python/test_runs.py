@@ -86,6 +86,26 @@ def test_record_epoch_writes_the_row_and_reports_its_numbers_and_progress(tmp_pa
     assert reporter.progress_calls == [(0.75, "finetune epoch 1/1")]
 
 
+def test_a_kill_while_an_epoch_is_saved_never_leaves_a_checkpoint_ahead_of_the_metrics(tmp_path, monkeypatch):
+    """A cancel can kill the process between the metrics row and the checkpoint; the resume must
+    then find the row (and drop it), never a checkpoint whose epoch has no row (a gap in the curve)."""
+    run = finished_run(tmp_path)  # rows 1, 2; last.pt at step 2
+    saved = []
+
+    def killed_while_saving(self, name, state):
+        saved.append((name, self.metrics()[-1]["step"]))
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(RunFolder, "save_state", killed_while_saving)
+    reporter = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        run.record_epoch({"step": 3, "loss": 0.2}, reporter, 0.3, "epoch 3", {LAST: {"step": 3}})
+    assert saved == [(LAST, 3)]  # the row was on disk before the checkpoint was written
+    assert reporter.metrics == []  # nothing reported for an epoch that is not saved
+    run.keep_metrics_through(2)  # what the resume from last.pt (step 2) does
+    assert [row["step"] for row in run.metrics()] == [1, 2]
+
+
 def test_damaged_or_foreign_files_are_refused_without_advice_to_run_their_code(tmp_path):
     run = finished_run(tmp_path)
     run.file(LAST).write_bytes(b"not a checkpoint")

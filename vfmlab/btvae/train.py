@@ -48,11 +48,11 @@ class RunContext:
         if self.resume_state is not None:
             self.saved_step = int(self.resume_state["step"])
 
-    def save_checkpoint(self, stage: str, epoch: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.run.save_state(LAST, {"format": MODEL_FORMAT, "identity": self.identity, "stage": stage, "epoch": epoch,
-                                   "step": self.epochs_done, "state": module.state_dict(),
-                                   "optimizer": optimizer.state_dict()})
+    def checkpoint(self, stage: str, epoch: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        """``last.pt``'s content after ``epoch`` of ``stage`` (file name -> state, for ``record_epoch``)."""
         self.saved_step = self.epochs_done
+        return {LAST: {"format": MODEL_FORMAT, "identity": self.identity, "stage": stage, "epoch": epoch,
+                       "step": self.epochs_done, "state": module.state_dict(), "optimizer": optimizer.state_dict()}}
 
     def stop(self) -> None:
         """Stop on request: the epochs after the last checkpoint are dropped, as a resume would drop them."""
@@ -117,8 +117,7 @@ def fit(
         ctx.epochs_done += 1
         row = {"step": ctx.epochs_done, "stage": stage, "epoch": epoch + 1,
                **{k: v / len(batches) for k, v in sums.items()}}
-        # Checkpoint first: an epoch the user saw reported survives a cancel that comes right after.
-        if (epoch + 1) % ctx.checkpoint_every == 0 or epoch + 1 == settings.epochs:
-            ctx.save_checkpoint(stage, epoch + 1, module, optimizer)
+        saves = (epoch + 1) % ctx.checkpoint_every == 0 or epoch + 1 == settings.epochs
         ctx.run.record_epoch(row, ctx.reporter, ctx.epochs_done / ctx.total_epochs,
-                             f"{stage} epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4g}")
+                             f"{stage} epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4g}",
+                             ctx.checkpoint(stage, epoch + 1, module, optimizer) if saves else None)

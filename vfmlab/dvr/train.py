@@ -237,15 +237,13 @@ class Trainer:
         improved = val_ssim > self.best_ssim
         self.best_ssim = max(self.best_ssim, val_ssim)
         state = self.state()
-        if improved:
-            self.run.save_state(BEST, state)
-        self.run.save_state(LAST, state)
+        checkpoints = {BEST: state, LAST: state} if improved else {LAST: state}
         row = {"step": epoch, "epoch": epoch, "train_loss": train_loss, "val_ssim": val_ssim, "sampling_rate": rate,
                "seconds": seconds}
         self.reporter.artifact("preview", self._write_preview(epoch))
         self.run.record_epoch(row, self.reporter, epoch / self.config.epochs,
                               f"epoch {epoch}/{self.config.epochs}: loss {train_loss:.4f}, "
-                              f"val SSIM {val_ssim:.4f}, s={rate:.2f}")
+                              f"val SSIM {val_ssim:.4f}, s={rate:.2f}", checkpoints)
 
     @torch.no_grad()
     def _write_preview(self, epoch: int) -> Path:

@@ -198,9 +198,10 @@ def finetune(
         record = {"step": epoch, "epoch": epoch, "train_loss": float(np.mean(losses)), "val_dice": val,
                   "mean_val_dice": float(np.mean(list(val.values()))), "baseline_dice": baseline,
                   "seconds": time.time() - began}
-        best = training.keep(record, best)
+        checkpoints = training.checkpoints(record["epoch"], improved=record["mean_val_dice"] > best)
+        best = max(best, record["mean_val_dice"])
         run.record_epoch(record, reporter, 0.2 + 0.8 * epoch / config.epochs, f"epoch {epoch}/{config.epochs}: "
-                         f"val Dice {record['mean_val_dice']:.3f} (un-tuned {untuned:.3f})")
+                         f"val Dice {record['mean_val_dice']:.3f} (un-tuned {untuned:.3f})", checkpoints)
     summary = {"config": asdict(config), "train_slices": len(train), "held_out_slices": len(held_out),
                "baseline_dice": baseline, "best_mean_val_dice": best, "improved": best > untuned + 1e-6,
                "epochs_run": len(run.metrics()), "stopped": stopped, "best_checkpoint": str(run.file(BEST))}
@@ -277,14 +278,9 @@ class _Training:
         self.segmenter.model.eval()
         return losses
 
-    def keep(self, record: dict, best: float) -> float:
-        """Save ``best.pt`` when the epoch's ``record`` beats ``best`` and always ``last.pt``; the new best.
-
-        Checkpoints first, the epoch's metrics row after: an epoch the user saw reported survives a cancel.
-        """
-        if record["mean_val_dice"] > best:
-            best = record["mean_val_dice"]
-            self.run.save_state(BEST, self.segmenter.model.state_dict())
-        self.run.save_state(LAST, {"model": self.segmenter.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "scheduler": self.scheduler.state_dict(), "epoch": record["epoch"]})
-        return best
+    def checkpoints(self, epoch: int, improved: bool) -> dict:
+        """The files an epoch saves: ``last.pt`` (to resume) and, when it ``improved``, ``best.pt``."""
+        model_state = self.segmenter.model.state_dict()
+        last = {"model": model_state, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": epoch}
+        return {BEST: model_state, LAST: last} if improved else {LAST: last}
