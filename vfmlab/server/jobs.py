@@ -1,0 +1,102 @@
+"""Training and probe jobs started by clients, run by the job runner in the server's machine.
+
+A client cannot name files on the server, so job parameters name them by reference: ``"volume:<sha256>"``
+is a volume the client sent (written once as NRRD), ``"run:<relative path>"`` a path inside the job's
+own folder (``workdir/jobs/<id>``). The job's files are read back with ``GET /jobs/{id}/files/{path}``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..jobs import CONFIG_FILE, Job, get_task, known_tasks
+from .state import VolumeStore
+
+# The pillars' task modules: importing them registers their tasks (dvr-train, probe, btvae-*, segment-finetune).
+TASK_MODULES = ("vfmlab.dvr.tasks", "vfmlab.probes.tasks", "vfmlab.btvae.tasks", "vfmlab.segment.tasks")
+VOLUME_REF, RUN_REF = "volume:", "run:"
+
+
+def task_names() -> list[str]:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    return known_tasks()
+
+
+class JobBoard:
+    """Jobs by id, each in its own folder under ``folder``."""
+
+    def __init__(self, folder: Path, store: VolumeStore):
+        self.folder = folder
+        self.store = store
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def start(self, task: str, params: dict[str, Any]) -> tuple[str, Job]:
+        if task not in task_names():
+            raise InputError(f"unknown task {task!r}; the server runs {', '.join(task_names())}")
+        job_id = uuid.uuid4().hex
+        workdir = self.folder / job_id
+        resolved = self._resolve(params, workdir)
+        job = Job.start(task, resolved, workdir, module=get_task(task).__module__)
+        with self._lock:
+            self._jobs[job_id] = job
+        return job_id, job
+
+    def resume(self, job_id: str) -> Job:
+        """Start an ended job again in its folder with ``resume``; its task continues from its checkpoint."""
+        previous = self.get(job_id)
+        if previous.state == "running":
+            raise InputError(f"job {job_id} is still running")
+        config = _job_config(previous.workdir)
+        job = Job.start(config["task"], config["params"], previous.workdir, module=config.get("module"), resume=True)
+        with self._lock:
+            self._jobs[job_id] = job
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        job.poll()  # moves events into job.events and settles the state
+        return job
+
+    def file(self, job_id: str, relative: str) -> Path:
+        """A file inside the job's folder; a path leading outside it is refused."""
+        workdir = self.get(job_id).workdir.resolve()
+        path = (workdir / relative).resolve()
+        if not path.is_relative_to(workdir) or not path.is_file():
+            raise KeyError(relative)
+        return path
+
+    def shutdown(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel(grace=2.0)
+        for job in jobs:
+            job.wait(5.0)
+
+    def _resolve(self, value: Any, workdir: Path) -> Any:
+        if isinstance(value, dict):
+            return {key: self._resolve(item, workdir) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._resolve(item, workdir) for item in value]
+        if isinstance(value, str) and value.startswith(VOLUME_REF):
+            return str(self.store.file(value[len(VOLUME_REF):]))
+        if isinstance(value, str) and value.startswith(RUN_REF):
+            path = (workdir / value[len(RUN_REF):]).resolve()
+            if not path.is_relative_to(workdir.resolve()):
+                raise InputError(f"{value!r} leads outside the job's folder")
+            return str(path)
+        return value
+
+
+def _job_config(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / CONFIG_FILE).read_text(encoding="utf-8"))
