@@ -162,6 +162,35 @@ def test_propagation_reports_progress_matches_in_process_and_cancels(server, sam
     assert missing.value.status == 409
 
 
+def test_the_segment_command_with_server_writes_what_it_writes_in_process(server, sample, in_process, shared_data,
+                                                                         tmp_path, monkeypatch, capsys):
+    from vfmlab.cli import main
+    from vfmlab.client import TOKEN_ENV
+    from vfmlab.segment.prompt_specs import slice_prompt_from_spec
+
+    ct, labels = sample
+    kidney = labels == KIDNEY_RIGHT
+    k = int(np.argmax(kidney.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(kidney[k])  # (J, I) on axial slice K of the file's voxel grid
+    spec = {"axis": "axial", "slice": k, "box": [cols.min() - 2, rows.min() - 2, cols.max() + 2, rows.max() + 2]}
+    located = slice_prompt_from_spec(ct, spec)
+    expected = in_process.to_volume_mask("axial", propagate(in_process, "axial", located.index, Prompt(located.box),
+                                                            PropagationConfig()).masks)
+    monkeypatch.setenv(TOKEN_ENV, server.token)
+    out = tmp_path / "kidney.seg.nrrd"
+    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--model", MODEL, "--slice", str(k),
+                 "--box", ",".join(str(int(v)) for v in spec["box"]), "--propagate", "--name", "kidney",
+                 "--server", server.url, "--out", str(out)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written["segments"][0]["segment"] == "kidney"
+    assert np.array_equal(read_labels(out, ct) > 0, expected)
+
+    monkeypatch.setenv(TOKEN_ENV, "wrong")
+    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--slice", str(k), "--box", "1,1,9,9",
+                 "--server", server.url, "--out", str(tmp_path / "refused.seg.nrrd")]) == 2
+    assert "Bearer" in capsys.readouterr().err and not (tmp_path / "refused.seg.nrrd").exists()
+
+
 def test_bad_requests_are_answered_4xx_naming_the_problem_and_leave_nothing_behind(server, sample):
     ct, _ = sample
     client = server.client()
@@ -273,3 +302,18 @@ def test_a_server_that_cannot_start_is_reported_with_its_log_and_not_restarted(t
     with pytest.raises(ServerUnavailable, match="invalid choice"):
         connection.client()
     assert connection.restarts == 0
+
+
+def test_the_client_needs_only_the_standard_library_and_numpy():
+    """Slicer's Python has numpy but none of the server's packages: the client must import without them."""
+    import subprocess
+    import sys
+
+    blocked = ("torch", "fastapi", "pydantic", "starlette", "uvicorn", "SimpleITK", "scipy", "nrrd", "monai")
+    code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
+            "import vfmlab.client, vfmlab.client.wire\n"
+            "vfmlab.client.ModelClient('http://127.0.0.1:9', 't')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'vfmlab'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['numpy', 'vfmlab']"

@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from .. import atomic
@@ -67,6 +68,73 @@ def _configure_segment(parser: argparse.ArgumentParser) -> None:
                         help=f"where the image encoder runs (default {SegmentConfig.backend}; auto: cuda when torch "
                              "sees a GPU, else ONNX Runtime when installed, else torch)")
     parser.add_argument("--out", type=Path, required=True, help="SEG.seg.nrrd; an existing file gains new segments")
+    parser.add_argument("--server", metavar="URL", help="run the model on this model server (vfmlab serve); "
+                                                       "its token in $VFMLAB_TOKEN")
+
+
+class _InProcess:
+    """Segments with a model built here."""
+
+    def __init__(self, config: SegmentConfig, weights, volume):
+        from .registry import build_segmenter
+        from .volume_segmenter import VolumeSegmenter
+
+        self.engine = VolumeSegmenter(build_segmenter(config.model, weights, config.device, backend=config.backend),
+                                      volume)
+
+    def masks(self, located, rules: dict, propagate: bool, on_slice):
+        """``(K, J, I)`` mask, (first, last) slice and the stop reasons of one prompt."""
+        from .propagate import PropagationConfig
+        from .propagate import propagate as propagate_masks
+        from .segmenter import Prompt
+
+        prompt = Prompt(located.box, located.points, located.point_labels)
+        if propagate:
+            result = propagate_masks(self.engine, located.axis, located.index, prompt, PropagationConfig(**rules),
+                                     on_slice=lambda record: on_slice())
+            masks, stops = result.masks, result.stop_reasons
+        else:
+            masks, stops = {located.index: self.engine.segment_slice(located.axis, located.index, prompt).mask}, {}
+        return self.engine.to_volume_mask(located.axis, masks), (min(masks), max(masks)), stops
+
+
+class _ThroughServer:
+    """Segments on a model server (``--server URL``, token in ``$VFMLAB_TOKEN``); the volume is sent once."""
+
+    def __init__(self, url: str, config: SegmentConfig, volume):
+        import os
+
+        from ..client import TOKEN_ENV, ModelClient
+
+        self.client, self.model, self.volume = ModelClient(url, os.environ.get(TOKEN_ENV, "")), config.model, volume
+        self.sha256 = self.client.send_volume(volume.array, volume.ijk_to_ras)
+
+    def masks(self, located, rules: dict, propagate: bool, on_slice):
+        import numpy as np
+
+        from ..client import ServerError
+        from ..slices import SliceStack
+
+        prompt = (self.model, self.sha256, located.axis, located.index, located.box, located.points,
+                  located.point_labels)
+        if not propagate:
+            answer = self.client.segment(*prompt)
+            mask = np.zeros(self.volume.array.shape, bool)
+            SliceStack.of(self.volume, located.axis).view(mask)[located.index] = answer.mask
+            return mask, (located.index, located.index), {}
+        started = self.client.start_propagation(*prompt, rules=rules)
+        done = [0]
+
+        def advance(status: dict) -> None:
+            for _ in range(status["done"] - done[0]):
+                on_slice()
+            done[0] = status["done"]
+
+        ended = self.client.wait_operation(started["id"], on_status=advance)
+        if ended["state"] != "finished":
+            raise ServerError(f"propagation {ended['state']} on the server: {ended['error']}")
+        result = self.client.propagation_mask(started["id"])
+        return result.mask, result.slices, result.stop_reasons
 
 
 def _run_segment(args: argparse.Namespace) -> int:
@@ -74,13 +142,11 @@ def _run_segment(args: argparse.Namespace) -> int:
     from ..progress import terminal_counter
     from ..volume_io import read_volume, stem
     from .prompt_specs import slice_prompt_from_spec
-    from .propagate import PropagationConfig, propagate
-    from .registry import build_segmenter
-    from .segmenter import Prompt
-    from .volume_segmenter import VolumeSegmenter
 
     config = segment_config(args)
     specs = prompt_specs(args, config)
+    if args.server and args.weights:
+        raise InputError("--weights names a file here; with --server, name a model the server has with --model")
     scene = mrml.new_scene()
     # Voxel indices on the command line are the file's own, as every other tool shows them; Slicer's
     # reader would reverse an axis of a left-handed file, so the volume is read as stored.
@@ -89,21 +155,16 @@ def _run_segment(args: argparse.Namespace) -> int:
     prompts = [(spec, slice_prompt_from_spec(volume, spec)) for spec in specs]
     segmentation = (mrml.load_segmentation_node(scene, args.out) if args.out.exists()
                     else scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
-    engine = VolumeSegmenter(build_segmenter(config.model, args.weights, config.device, backend=config.backend), volume)
+    engine = _ThroughServer(args.server, config, volume) if args.server else _InProcess(config, args.weights, volume)
+    rules = {"max_slices": args.range} if args.range is not None else {}
     summary = []
     for spec, located in prompts:
-        prompt = Prompt(located.box, located.points, located.point_labels)
-        if args.propagate:
-            with terminal_counter(f"propagating {spec.get('name', config.segment_name)}", unit="slice") as counter:
-                result = propagate(engine, located.axis, located.index, prompt, PropagationConfig(max_slices=args.range),
-                                   on_slice=lambda record: counter.advance())
-            masks, stops = result.masks, result.stop_reasons
-        else:
-            masks, stops = {located.index: engine.segment_slice(located.axis, located.index, prompt).mask}, {}
         name = spec.get("name") or config.segment_name
-        mask = volume.with_array(engine.to_volume_mask(located.axis, masks))
-        segment_id = mrml.add_segment(segmentation, mask, volume_node, name)
-        summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": [min(masks), max(masks)],
+        bar = terminal_counter(f"propagating {name}", unit="slice") if args.propagate else nullcontext()
+        with bar as counter:
+            mask, slices, stops = engine.masks(located, rules, args.propagate, counter.advance if counter else None)
+        segment_id = mrml.add_segment(segmentation, volume.with_array(mask), volume_node, name)
+        summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": list(slices),
                         "stopped": stops})
     mrml.save_segmentation_node(segmentation, args.out)
     print(json.dumps({"output": str(args.out), "segments": summary}, indent=1))
