@@ -72,20 +72,14 @@ class SegmentSession:
                 should_stop=lambda: False) -> tuple[np.ndarray, SegmentResult]:
         """The ``(K, J, I)`` mask for a prompt (propagated when asked). Pure computation: safe on a worker
         thread, while the MRML scene is only touched by :meth:`write` on the main thread."""
-        from vfmlab.segment.propagate import PropagationConfig
-        from vfmlab.segment.propagate import propagate as propagate_masks
+        from vfmlab.segment.propagate import PropagationConfig, segment_prompt
         from vfmlab.segment.segmenter import Prompt
 
         prompt = Prompt(slice_prompt.box, slice_prompt.points, slice_prompt.point_labels)
-        axis, index = slice_prompt.axis, slice_prompt.index
-        if propagate:
-            result = propagate_masks(self.segmenter, axis, index, prompt, propagation_config or PropagationConfig(),
-                                     on_slice=on_slice, should_stop=should_stop)
-            masks, iou, stops = result.masks, None, result.stop_reasons
-        else:
-            prediction = self.segmenter.segment_slice(axis, index, prompt)
-            masks, iou, stops = {index: prediction.mask}, prediction.iou, {}
-        return self.segmenter.to_volume_mask(axis, masks), SegmentResult("", (min(masks), max(masks)), iou, stops)
+        config = (propagation_config or PropagationConfig()) if propagate else None
+        result = segment_prompt(self.segmenter, slice_prompt.axis, slice_prompt.index, prompt, config, on_slice,
+                                should_stop)
+        return result.mask, SegmentResult("", result.slices, result.predicted_iou, result.stop_reasons)
 
     def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
                 segment_id: str | None = None, propagate: bool = False, propagation_config=None,

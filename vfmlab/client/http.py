@@ -69,11 +69,14 @@ class ModelClient:
         elif body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode("utf-8"), "application/json"
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        return json.loads(self._send(request, f"{method} {path}", timeout) or b"null")
+
+    def _send(self, request: urllib.request.Request, what: str, timeout: float | None = None) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
-                return json.loads(response.read() or b"null")
+                return response.read()
         except urllib.error.HTTPError as error:
-            raise ServerError(f"{method} {path}: {_error_message(error)}", error.code) from None
+            raise ServerError(f"{what}: {_error_message(error)}", error.code) from None
         except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
             reason = getattr(error, "reason", error)
             raise ServerUnavailable(f"the model server at {self.url} does not answer ({reason}); "
@@ -164,13 +167,7 @@ class ModelClient:
     def job_file(self, job_id: str, relative: str) -> bytes:
         request = urllib.request.Request(f"{self.url}/jobs/{job_id}/files/{relative}",
                                          headers={"Authorization": f"Bearer {self.token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:
-            raise ServerError(f"job file {relative}: {_error_message(error)}", error.code) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
-            raise ServerUnavailable(f"the model server at {self.url} does not answer ({error})") from None
+        return self._send(request, f"job file {relative}")
 
 
 def _prompt(model: str, volume: str, axis: str, index: int, box, points, labels) -> dict:

@@ -84,18 +84,13 @@ class _InProcess:
 
     def masks(self, located, rules: dict, propagate: bool, on_slice):
         """``(K, J, I)`` mask, (first, last) slice and the stop reasons of one prompt."""
-        from .propagate import PropagationConfig
-        from .propagate import propagate as propagate_masks
+        from .propagate import PropagationConfig, segment_prompt
         from .segmenter import Prompt
 
         prompt = Prompt(located.box, located.points, located.point_labels)
-        if propagate:
-            result = propagate_masks(self.engine, located.axis, located.index, prompt, PropagationConfig(**rules),
-                                     on_slice=lambda record: on_slice())
-            masks, stops = result.masks, result.stop_reasons
-        else:
-            masks, stops = {located.index: self.engine.segment_slice(located.axis, located.index, prompt).mask}, {}
-        return self.engine.to_volume_mask(located.axis, masks), (min(masks), max(masks)), stops
+        result = segment_prompt(self.engine, located.axis, located.index, prompt,
+                                PropagationConfig(**rules) if propagate else None, lambda record: on_slice())
+        return result.mask, result.slices, result.stop_reasons
 
 
 class _ThroughServer:

@@ -243,3 +243,26 @@ def propagate(
     for name, step in (("up", 1), ("down", -1)):
         result.stop_reasons[name] = _walk(segmenter, axis, seed, step, config, reference, result, on_slice, should_stop)
     return result
+
+
+@dataclass
+class PromptMasks:
+    """What one prompt gave, on the volume's grid."""
+
+    mask: np.ndarray  # bool (K, J, I)
+    slices: tuple[int, int]  # first and last slice with a mask, along the prompt's axis
+    predicted_iou: float | None  # the model's estimate, for an unpropagated prompt
+    stop_reasons: dict[str, str]  # why each direction of a propagation ended
+
+
+def segment_prompt(segmenter: VolumeSegmenter, axis: str, index: int, prompt: Prompt,
+                   config: PropagationConfig | None = None, on_slice: Callable[[SliceRecord], None] | None = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> PromptMasks:
+    """Segment one prompted slice, and with a ``config`` propagate it (the CLI, the panels and the server)."""
+    if config is None:
+        prediction = segmenter.segment_slice(axis, index, prompt)
+        masks, iou, stops = {index: prediction.mask}, float(prediction.iou), {}
+    else:
+        result = propagate(segmenter, axis, index, prompt, config, on_slice=on_slice, should_stop=should_stop)
+        masks, iou, stops = result.masks, None, result.stop_reasons
+    return PromptMasks(segmenter.to_volume_mask(axis, masks), (min(masks), max(masks)), iou, stops)

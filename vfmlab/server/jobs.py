@@ -38,8 +38,9 @@ class JobBoard:
         self._lock = threading.Lock()
 
     def start(self, task: str, params: dict[str, Any]) -> tuple[str, Job]:
-        if task not in task_names():
-            raise InputError(f"unknown task {task!r}; the server runs {', '.join(task_names())}")
+        tasks = task_names()
+        if task not in tasks:
+            raise InputError(f"unknown task {task!r}; the server runs {', '.join(tasks)}")
         job_id = uuid.uuid4().hex
         workdir = self.folder / job_id
         resolved = self._resolve(params, workdir)
@@ -69,9 +70,8 @@ class JobBoard:
 
     def file(self, job_id: str, relative: str) -> Path:
         """A file inside the job's folder; a path leading outside it is refused."""
-        workdir = self.get(job_id).workdir.resolve()
-        path = (workdir / relative).resolve()
-        if not path.is_relative_to(workdir) or not path.is_file():
+        path = _inside(self.get(job_id).workdir, relative)
+        if path is None or not path.is_file():
             raise KeyError(relative)
         return path
 
@@ -91,11 +91,17 @@ class JobBoard:
         if isinstance(value, str) and value.startswith(VOLUME_REF):
             return str(self.store.file(value[len(VOLUME_REF):]))
         if isinstance(value, str) and value.startswith(RUN_REF):
-            path = (workdir / value[len(RUN_REF):]).resolve()
-            if not path.is_relative_to(workdir.resolve()):
+            path = _inside(workdir, value[len(RUN_REF):])
+            if path is None:
                 raise InputError(f"{value!r} leads outside the job's folder")
             return str(path)
         return value
+
+
+def _inside(folder: Path, relative: str) -> Path | None:
+    """``folder / relative``, or None when it leads outside ``folder`` (``..``, an absolute path, a link)."""
+    path = (folder / relative).resolve()
+    return path if path.is_relative_to(folder.resolve()) else None
 
 
 def _job_config(workdir: Path) -> dict[str, Any]:

@@ -91,19 +91,16 @@ class Operations:
 
 def propagation_work(bound, axis: str, index: int, prompt, config) -> Callable[[Operation], None]:
     """The work of a propagation: seed slice, then up and down until a stop rule fires or a cancel."""
-    from ..segment.propagate import propagate
+    from ..segment.propagate import segment_prompt
 
     def work(operation: Operation) -> None:
         def on_slice(record) -> None:
             operation.done += 1
             operation.message = f"slice {record.index}"
 
-        segmenter = _Locked(bound)
-        result = propagate(segmenter, axis, index, prompt, config, on_slice=on_slice,
-                           should_stop=operation.should_stop)
-        operation.mask = bound.volume_segmenter.to_volume_mask(axis, result.masks)
-        first, last = result.slice_range
-        operation.result = {"axis": axis, "slices": [first, last], "stop_reasons": result.stop_reasons}
+        result = segment_prompt(_Locked(bound), axis, index, prompt, config, on_slice, operation.should_stop)
+        operation.mask = result.mask
+        operation.result = {"axis": axis, "slices": list(result.slices), "stop_reasons": result.stop_reasons}
 
     return work
 

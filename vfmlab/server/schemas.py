@@ -1,7 +1,7 @@
 """Request bodies of the model server, validated by pydantic (a 422 names the field and the problem)."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -58,8 +58,6 @@ class PropagationRequest(SlicePromptRequest):
         return rules
 
     def config(self) -> PropagationConfig:
-        from dataclasses import replace
-
         rules = {key: tuple(value) if isinstance(value, list) else value for key, value in self.rules.items()}
         return replace(PROPAGATION_PRESETS[self.preset](), **rules)
 

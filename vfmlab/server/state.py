@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..client.wire import decode_volume
 from ..errors import InputError
 from ..volume import Volume
+from ..volume_io import check_finite
 
 SegmenterFactory = Callable[[str], object]  # model name -> vfmlab.segment.PromptSegmenter
 
@@ -36,11 +35,10 @@ class VolumeStore:
     def add(self, sha256: str, payload: bytes) -> Volume:
         """Check and keep a payload of :func:`vfmlab.client.wire.encode_volume`."""
         array, ijk_to_ras = decode_volume(payload)
-        if array.ndim != 3 or min(array.shape) < 1:
-            raise InputError(f"a 3D volume with at least one voxel per axis is needed, got shape {list(array.shape)}")
-        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            raise InputError("the volume holds NaN or infinite voxels; replace them (e.g. with the minimum) first")
-        volume = Volume.from_ijk_to_ras(array, ijk_to_ras, name=sha256[:12])
+        volume = Volume.from_ijk_to_ras(array, ijk_to_ras, name=sha256[:12])  # refuses what is not 3D
+        if array.size == 0:
+            raise InputError(f"the volume of shape {list(array.shape)} has no voxels")
+        check_finite(array, "the volume")
         with self._lock:
             self._volumes[sha256] = volume
             self._volumes.move_to_end(sha256)
