@@ -1,17 +1,23 @@
 """Interactive SAM-family segmentation on MRML nodes, with undo (no Qt: tested headless on real MRML).
 
-The widget hands in the volume node, the markups the user placed (positive points, negative points,
-an ROI box) and the slice view's axis; results go into a segmentation node as a new segment, or
-into the selected segment when the user chose replace / add / subtract. Every write first records
-what it changes, so :meth:`SegmentSession.undo` puts the segmentation back exactly.
+The model runs in the model server (:mod:`vfmlab.client`), never in Slicer's process: the session sends
+the volume once (named by its sha256), sends prompts, and starts propagations and encode-ahead that the
+panel follows by polling. The widget hands in the volume node, the markups the user placed (positive
+points, negative points, an ROI box) and the slice view's axis; results go into a segmentation node as
+a new segment, or into the selected segment when the user chose replace / add / subtract. Every write
+first records what it changes, so :meth:`SegmentSession.undo` puts the segmentation back exactly.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
+from vfmlab.client import ModelClient, ServerError
 from vfmlab.segment.config import SegmentConfig
+
+ENDED = ("finished", "failed", "cancelled")
 
 
 @dataclass
@@ -34,25 +40,29 @@ class SegmentResult:
 
 
 class SegmentSession:
-    """One model and one volume; embeddings stay cached between prompts.
+    """One model and one volume on the server, whose embeddings stay cached there between prompts."""
 
-    ``segmenter_factory(name, device)`` builds a :class:`vfmlab.segment.PromptSegmenter`; tests and
-    the widget inject it (the widget through a background-safe cache of built models).
-    """
-
-    def __init__(self, volume_node, model_name: str = SegmentConfig.model, device: str | None = None,
-                 segmenter_factory=None, max_undo: int = 20):
+    def __init__(self, volume_node, client: ModelClient, model_name: str = SegmentConfig.model, max_undo: int = 20):
         from vfmlab import mrml
-        from vfmlab.segment.registry import build_segmenter
-        from vfmlab.segment.volume_segmenter import VolumeSegmenter
 
-        factory = segmenter_factory or (lambda name, dev: build_segmenter(name, device=dev))
         self.volume_node = volume_node
         self.volume = mrml.volume_from_node(volume_node)
-        self.segmenter = VolumeSegmenter(factory(model_name, device), self.volume)
+        self.client = client
         self.model_name = model_name
         self.max_undo = max_undo
         self._undo: list[UndoStep] = []
+        self.volume_sha256 = client.send_volume(self.volume.array, self.volume.ijk_to_ras)
+
+    def _on_server(self, call: Callable[[], object]):
+        """Run a request naming the volume; a server that lost it (restarted, or dropped it for newer ones)
+        answers 404, so the volume is sent again and the request repeated once."""
+        try:
+            return call()
+        except ServerError as error:
+            if error.status != 404:
+                raise
+            self.volume_sha256 = self.client.send_volume(self.volume.array, self.volume.ijk_to_ras)
+            return call()
 
     # -- prompts -------------------------------------------------------------------------------
     def prompt_from_markups(self, axis: str, positive_node=None, negative_node=None, roi_node=None,
@@ -68,30 +78,62 @@ class SegmentSession:
         )
 
     # -- segmentation ----------------------------------------------------------------------------
-    def compute(self, slice_prompt, propagate: bool = False, propagation_config=None, on_slice=None,
-                should_stop=lambda: False) -> tuple[np.ndarray, SegmentResult]:
-        """The ``(K, J, I)`` mask for a prompt (propagated when asked). Pure computation: safe on a worker
-        thread, while the MRML scene is only touched by :meth:`write` on the main thread."""
-        from vfmlab.segment.propagate import PropagationConfig, segment_prompt
-        from vfmlab.segment.segmenter import Prompt
+    def _prompt_args(self, slice_prompt) -> tuple:
+        return (self.model_name, self.volume_sha256, slice_prompt.axis, slice_prompt.index, slice_prompt.box,
+                slice_prompt.points if slice_prompt.points is not None else (),
+                slice_prompt.point_labels if slice_prompt.point_labels is not None else ())
 
-        prompt = Prompt(slice_prompt.box, slice_prompt.points, slice_prompt.point_labels)
-        config = (propagation_config or PropagationConfig()) if propagate else None
-        result = segment_prompt(self.segmenter, slice_prompt.axis, slice_prompt.index, prompt, config, on_slice,
-                                should_stop)
-        return result.mask, SegmentResult("", result.slices, result.predicted_iou, result.stop_reasons)
+    def segment_slice(self, slice_prompt) -> tuple[np.ndarray, SegmentResult]:
+        """The ``(K, J, I)`` mask of the prompt's slice alone (one short request)."""
+        from vfmlab.slices import SliceStack
+
+        answer = self._on_server(lambda: self.client.segment(*self._prompt_args(slice_prompt)))
+        mask = np.zeros(self.volume.array.shape, bool)
+        SliceStack.of(self.volume, slice_prompt.axis).view(mask)[slice_prompt.index] = answer.mask
+        return mask, SegmentResult("", (slice_prompt.index, slice_prompt.index), answer.iou)
+
+    def start_propagation(self, slice_prompt, rules: Optional[dict] = None) -> str:
+        """Start propagating from the prompt's slice; returns the server's operation id to poll."""
+        args = self._prompt_args(slice_prompt)
+        return self._on_server(lambda: self.client.start_propagation(*args, rules=rules or {}))["id"]
+
+    def propagation_result(self, operation_id: str) -> tuple[np.ndarray, SegmentResult]:
+        """The finished propagation's ``(K, J, I)`` mask."""
+        answer = self.client.propagation_mask(operation_id)
+        return answer.mask, SegmentResult("", answer.slices, None, answer.stop_reasons)
+
+    def encode_ahead(self, axis: str, indices: list[int]) -> str:
+        """Encode slices on the server while the user looks, so the next prompt there answers at once."""
+        from vfmlab.slices import SliceStack
+
+        count = SliceStack.of(self.volume, axis).shape[0]
+        wanted = [i for i in indices if 0 <= i < count]
+        return self._on_server(lambda: self.client.start_encoding(self.model_name, self.volume_sha256, axis,
+                                                                  wanted))["id"]
+
+    def compute(self, slice_prompt, propagate: bool = False, rules: Optional[dict] = None,
+                on_status: Optional[Callable[[dict], None]] = None) -> tuple[np.ndarray, SegmentResult]:
+        """Blocking :meth:`segment_slice` or propagation, for scripts and self-tests (panels poll instead)."""
+        if not propagate:
+            return self.segment_slice(slice_prompt)
+        operation_id = self.start_propagation(slice_prompt, rules)
+        ended = self.client.wait_operation(operation_id, on_status)
+        if ended["state"] != "finished":
+            raise ServerError(f"propagation {ended['state']}: {ended['error'] or 'stopped'}")
+        return self.propagation_result(operation_id)
 
     def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
-                segment_id: str | None = None, propagate: bool = False, propagation_config=None,
-                on_slice=None, should_stop=lambda: False) -> SegmentResult:
+                segment_id: str | None = None, propagate: bool = False, rules: Optional[dict] = None) -> SegmentResult:
         """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices) into the segmentation."""
-        mask, result = self.compute(slice_prompt, propagate, propagation_config, on_slice, should_stop)
+        mask, result = self.compute(slice_prompt, propagate, rules)
         result.segment_id = self.write(segmentation_node, mask, name, mode, segment_id)
         return result
 
     def slice_index_at(self, axis: str, ras_point) -> int:
         """Index of the ``axis`` slice through a RAS point (e.g. a slice view's centre)."""
-        return int(self.segmenter.stack(axis).ras_to_slice(self.volume, np.asarray(ras_point, float))[0, 0])
+        from vfmlab.slices import SliceStack
+
+        return int(SliceStack.of(self.volume, axis).ras_to_slice(self.volume, np.asarray(ras_point, float))[0, 0])
 
     def write(self, segmentation_node, mask: np.ndarray, name: str, mode: str = "new",
               segment_id: str | None = None) -> str:
@@ -127,26 +169,26 @@ class SegmentSession:
         return step.description
 
 
-def model_status() -> list[tuple[str, bool, str]]:
-    """(model name, weights available offline, path or message) for every prompt segmenter, user models included."""
-    from vfmlab.models.listing import model_rows
+def model_status(client: ModelClient) -> list[tuple[str, bool, str]]:
+    """(model name, weights available, path or message) for every prompt segmenter the server offers,
+    the user's fine-tuned models included."""
+    rows = [row for row in client.models()["models"] if "segmenter" in row.get("families", ())]
+    return [(row["name"], row["status"] != "missing", row.get("path") or row.get("message", "")) for row in rows]
 
-    return [(row["name"], row["status"] != "missing", row.get("path") or row.get("message", ""))
-            for row in model_rows("segmenter")]
 
-
-def metrics_rows(volume_node, segmentation_node, segment_ids: list[str], reference_node, reference_ids: list[str]):
-    """Metrics of each segment against the reference segment paired with it, on the volume's grid."""
+def metrics_rows(client: ModelClient, volume_node, segmentation_node, segment_ids: list[str], reference_node,
+                 reference_ids: list[str]) -> list[dict]:
+    """Metrics of each segment against the reference segment paired with it, on the volume's grid
+    (computed by the server: HD95 needs monai)."""
     from vfmlab import mrml
-    from vfmlab.metrics import segment_metrics
 
-    spacing = mrml.volume_from_node(volume_node).spacing[::-1]
+    ijk_to_ras = mrml.volume_from_node(volume_node).ijk_to_ras
     names = mrml.segment_names(segmentation_node)
     rows = []
     for segment_id, reference_id in zip(segment_ids, reference_ids):
         prediction = mrml.segment_mask(segmentation_node, segment_id, volume_node)
         reference = mrml.segment_mask(reference_node, reference_id, volume_node)
-        rows.append({"segment": names[segment_id], **segment_metrics(prediction, reference, spacing)})
+        rows.append({"segment": names[segment_id], **client.metrics(prediction, reference, ijk_to_ras)})
     return rows
 
 

@@ -1,9 +1,10 @@
 """Qt glue of the prompted-segmentation section (``Resources/UI/PromptSegment.ui``); the work is in
-:mod:`segment_logic`.
+:mod:`segment_logic`, the model in the model server (:mod:`VFMVolumeLabLib.server_link`).
 
-Model inference runs on a worker thread (torch releases the GIL), polled by a timer, so the GUI stays
-responsive during propagation; the scene is only changed on the main thread. Fine-tuning runs as a
-background process. Mount from the module widget's ``setup()``::
+No model code and no worker thread run in Slicer: a prompt is one short request to the server, and a
+propagation or encode-ahead is an operation on the server that a timer polls. The scene is only changed
+here, on the main thread. Fine-tuning runs as a background process. Mount from the module widget's
+``setup()``::
 
     from SegmentationToolsLib.segment_widget import PromptSegmentSection
     self.promptSection = PromptSegmentSection(self.layout)
@@ -12,63 +13,61 @@ and call ``self.promptSection.cleanup()`` from the widget's ``cleanup()``.
 """
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import qt
 import slicer
 
+from vfmlab.client import ServerError
 from vfmlab.segment.config import SegmentConfig
 
 UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "PromptSegment.ui"
 MODES = ("new", "replace", "add", "subtract")  # in the order of segModeComboBox's items
+PROMPT_NODES = (("vtkMRMLMarkupsFiducialNode", "SAM inside", (0.1, 0.8, 0.2)),
+                ("vtkMRMLMarkupsFiducialNode", "SAM outside", (0.9, 0.1, 0.1)),
+                ("vtkMRMLMarkupsROINode", "SAM box", (1.0, 0.8, 0.1)))
 
 
-class Worker:
-    """Runs ``function`` on a thread; ``result``/``error`` are read by the main thread once ``done``."""
+@dataclass
+class FollowedOperation:
+    """An operation running on the server that the poll timer follows."""
 
-    def __init__(self, function, prefetch: bool = False):
-        self.prefetch = prefetch  # background encoding the user need not wait for
-        self.cancel_requested = False
-        self.done = False
-        self.result = self.error = None
-        self.progress = ""
-
-        def run():
-            try:
-                self.result = function(self)
-            except Exception as error:  # reported on the main thread
-                self.error = error
-            self.done = True
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.cancel_requested = True
-        self.thread.join()
+    id: str
+    kind: str  # "propagation" or "encoding"
+    view: str = ""  # the slice view the user prompted in
 
 
 class PromptSegmentSection:
-    def __init__(self, parent_layout, scene=None):
+    def __init__(self, parent_layout, scene=None, link=None):
         import VFMVolumeLabLib
 
         VFMVolumeLabLib.ensure_vfmlab_importable()
+        from VFMVolumeLabLib.server_link import ClientWaiter, shared_link
+
         self.scene = scene or slicer.mrmlScene
         self.widget = slicer.util.loadUI(str(UI_FILE))
         parent_layout.addWidget(self.widget)
         self.ui = slicer.util.childWidgetVariables(self.widget)
         self.widget.setMRMLScene(self.scene)
-        self.session = None
-        self.session_key = None
-        self.worker = None
+        self.link = link or shared_link()
+        self.waiter = ClientWaiter(self.link, qt.QTimer())
+        self.waiter.on_waiting = lambda: setattr(self.ui.segStatusLabel, "text", "Starting the model server...")
+        self.session = self.session_key = self.operation = None
         self.finetune_process = None
-        self.timer = qt.QTimer()
-        self.timer.setInterval(100)
-        self.timer.connect("timeout()", self.onWorkerTick)
+        self.observed_segmentation = None
+        self.observations = []
+        self.pollTimer = qt.QTimer()
+        self.pollTimer.setInterval(150)
+        self.pollTimer.connect("timeout()", self.onPollTick)
         self.ui.segMetricsTable.setColumnCount(2)
         self.ui.segMetricsTable.setHorizontalHeaderLabels(["Metric", "Value"])
         self.ui.segMetricsTable.horizontalHeader().setStretchLastSection(True)
+        self.ui.segServerUrlLineEdit.text = self.link.settings.url
+        self.ui.segServerTokenLineEdit.text = self.link.settings.token
+        self.ui.segServerStatusLabel.text = self.link.describe()
+        self.ui.segServerUrlLineEdit.connect("editingFinished()", self.onServerSettingsChanged)
+        self.ui.segServerTokenLineEdit.connect("editingFinished()", self.onServerSettingsChanged)
         self.ui.segSegmentButton.connect("clicked(bool)", lambda: self.onSegment(propagate=False))
         self.ui.segPropagateButton.connect("clicked(bool)", lambda: self.onSegment(propagate=True))
         self.ui.segCancelButton.connect("clicked(bool)", self.onCancel)
@@ -78,52 +77,104 @@ class PromptSegmentSection:
         self.ui.segSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
         self.ui.segFinetuneStartButton.connect("clicked(bool)", self.onFinetune)
         self.ui.segFinetuneCancelButton.connect("clicked(bool)", self.onFinetuneCancel)
-        self.refreshModels()
+        self.observe(self.scene, slicer.vtkMRMLScene.EndCloseEvent, self.onSceneClosed)
+        # The combo chose its first node in setMRMLScene, before the signal above was connected.
+        self.onSegmentationChanged(self.ui.segSegmentationSelector.currentNode())
+        self.listModels()
         self.createPromptNodes()
 
+    def observe(self, caller, event, callback) -> int:
+        tag = caller.AddObserver(event, lambda *_: callback())
+        self.observations.append((caller, tag))
+        return tag
+
     def cleanup(self) -> None:
-        self.timer.stop()
-        if self.worker is not None:
-            self.worker.cancel_requested = True
+        self.waiter.cancel()
+        self.pollTimer.stop()
+        if self.operation is not None and self.session is not None:
+            try:
+                self.session.client.cancel_operation(self.operation.id)
+            except ServerError:
+                pass  # the server is gone: nothing left to cancel
+        self.operation = None
+        for caller, tag in self.observations:
+            caller.RemoveObserver(tag)
+        self.observations.clear()
         if self.finetune_process is not None and self.finetune_process.is_running:
             self.finetune_process.cancel()
 
-    # -- models and prompts ---------------------------------------------------------------------
-    def refreshModels(self) -> None:
-        from SegmentationToolsLib.segment_logic import model_status
+    # -- server and models ------------------------------------------------------------------------
+    def onServerSettingsChanged(self) -> None:
+        before = self.link.settings
+        self.link.configure(self.ui.segServerUrlLineEdit.text, self.ui.segServerTokenLineEdit.text)
+        if self.link.settings != before:
+            self.session = self.session_key = None  # the other server holds neither the volume nor the undo steps
+        self.ui.segServerStatusLabel.text = self.link.describe()
 
-        self.model_status = {name: (ok, message) for name, ok, message in model_status()}
+    def onServerFailed(self, message: str) -> None:
+        self.setBusy(False)
+        self.ui.segServerStatusLabel.text = "The model server could not start (details in the message)."
+        slicer.util.errorDisplay(f"The model server is not available.\n\n{message}")
+
+    def listModels(self, client=None) -> None:
+        """The segmenters with their weights status: the server's view once connected (it holds the
+        weights), the catalogue's names before."""
+        from vfmlab.models.catalogue import names
+
+        if client is None:
+            self.model_status = {name: (True, "checked by the model server on first use") for name in names("segmenter")}
+        else:
+            from SegmentationToolsLib.segment_logic import model_status
+
+            self.model_status = {name: (ok, message) for name, ok, message in model_status(client)}
         combo = self.ui.segModelComboBox
         current = combo.currentText or SegmentConfig.model
+        combo.blockSignals(True)
         combo.clear()
         for name in self.model_status:
             combo.addItem(name)
         combo.setCurrentIndex(max(0, combo.findText(current)))
+        combo.blockSignals(False)
         self.showWeightsStatus()
+
+    def refreshModelsFromServer(self) -> None:
+        """After a fine-tune registered a model: the server lists it (started again if need be)."""
+        self.waiter.request(self.listModels, lambda message: None)
 
     def showWeightsStatus(self) -> None:
         ok, message = self.model_status.get(self.ui.segModelComboBox.currentText, (False, ""))
-        self.ui.segWeightsStatusLabel.text = "available" if ok else message
-        self.ui.segSegmentButton.enabled = self.ui.segPropagateButton.enabled = ok
+        self.ui.segWeightsStatusLabel.text = "available" if ok and not message else message
+        self.ui.segSegmentButton.enabled = self.ui.segPropagateButton.enabled = ok and self.operation is None
 
+    # -- prompts and the scene -----------------------------------------------------------------------
     def createPromptNodes(self) -> None:
+        """Find or make the three prompt markups (again after a scene close, which removed them)."""
         def node(class_name, name, color):
             existing = self.scene.GetFirstNodeByName(name)
-            if existing is not None:
+            if existing is not None and existing.IsA(class_name):
                 return existing
             created = self.scene.AddNewNodeByClass(class_name, name)
             created.CreateDefaultDisplayNodes()
             created.GetDisplayNode().SetSelectedColor(*color)
             return created
 
-        self.positive = node("vtkMRMLMarkupsFiducialNode", "SAM inside", (0.1, 0.8, 0.2))
-        self.negative = node("vtkMRMLMarkupsFiducialNode", "SAM outside", (0.9, 0.1, 0.1))
-        self.box = node("vtkMRMLMarkupsROINode", "SAM box", (1.0, 0.8, 0.1))
+        self.positive, self.negative, self.box = (node(*spec) for spec in PROMPT_NODES)
         for widget, markups in ((self.ui.segPositivePlaceWidget, self.positive),
                                 (self.ui.segNegativePlaceWidget, self.negative), (self.ui.segBoxPlaceWidget, self.box)):
             widget.setMRMLScene(self.scene)
             widget.setCurrentNode(markups)
             widget.placeMultipleMarkups = widget.ForcePlaceMultipleMarkups if markups is not self.box else widget.ForcePlaceSingleMarkup
+
+    def onSceneClosed(self) -> None:
+        """The volume, the segmentation and the prompt nodes are gone: stop following them, make new prompts."""
+        if self.operation is not None:
+            self.onCancel()
+        self.operation = None
+        self.pollTimer.stop()
+        self.session = self.session_key = None
+        self.setBusy(False, "Scene closed.")
+        self.ui.segUndoButton.enabled = False
+        self.createPromptNodes()
 
     def viewAxisAndCentre(self):
         view = self.ui.segViewComboBox.currentText
@@ -134,94 +185,132 @@ class PromptSegmentSection:
         matrix = slice_node.GetSliceToRAS()
         return orientation, [matrix.GetElement(row, 3) for row in range(3)]
 
-    def currentSession(self):
+    def currentSession(self, client):
         from SegmentationToolsLib.segment_logic import SegmentSession
 
         volume_node = self.ui.segVolumeSelector.currentNode()
         if volume_node is None:
             raise ValueError("select the volume to segment")
-        device = None if self.ui.segDeviceComboBox.currentText == "auto" else self.ui.segDeviceComboBox.currentText
-        key = (volume_node.GetID(), volume_node.GetMTime(), self.ui.segModelComboBox.currentText, device)
+        key = (volume_node.GetID(), volume_node.GetMTime(), self.ui.segModelComboBox.currentText, client.url)
         if key != self.session_key:
-            with slicer.util.WaitCursor():
-                self.session = SegmentSession(volume_node, self.ui.segModelComboBox.currentText, device)
+            self.session = SegmentSession(volume_node, client, self.ui.segModelComboBox.currentText)
             self.session_key = key
+        else:
+            self.session.client = client  # a restarted local server has a new address and token
         return self.session
 
     # -- segment / propagate / undo ----------------------------------------------------------------
     def onSegment(self, propagate: bool) -> None:
-        from vfmlab.segment.propagate import PropagationConfig
+        if self.operation is not None and self.operation.kind == "propagation":
+            return
+        with slicer.util.tryWithErrorDisplay("Could not segment."):
+            if self.ui.segVolumeSelector.currentNode() is None:
+                raise ValueError("select the volume to segment")
+            self.viewAxisAndCentre()  # an oblique view is refused before the server is asked
+            self.setBusy(True, "Connecting to the model server...")
+            first_use = self.link.connection.local is None and not self.link.settings.url
+            self.waiter.request(lambda client: self.segmentWith(client, propagate, first_use), self.onServerFailed)
 
-        if self.worker is not None:
-            if not self.worker.prefetch:
+    def segmentWith(self, client, propagate: bool, list_models: bool) -> None:
+        self.ui.segServerStatusLabel.text = self.link.describe()
+        try:
+            if list_models:
+                self.listModels(client)
+            if self.operation is not None:  # an encode-ahead: the server keeps what it encoded
+                client.cancel_operation(self.operation.id)
+                self.operation = None
+            with slicer.util.WaitCursor():
+                session = self.currentSession(client)
+                prompt = self.promptOf(session)
+                if propagate:
+                    rules = {"max_slices": self.ui.segRangeSpinBox.value} if self.ui.segRangeSpinBox.value else {}
+                    self.operation = FollowedOperation(session.start_propagation(prompt, rules), "propagation",
+                                                       self.ui.segViewComboBox.currentText)
+                    self.setBusy(True, "Propagating...")
+                    self.pollTimer.start()
+                    return
+                mask, result = session.segment_slice(prompt)
+            self.setBusy(False)
+            self.writeResult(mask, result)
+        except Exception as error:  # shown to the user; the scene is unchanged
+            self.setBusy(False)
+            slicer.util.errorDisplay(f"Could not segment.\n\n{error}")
+
+    def promptOf(self, session):
+        axis, centre = self.viewAxisAndCentre()
+        use_points = lambda node: node if node.GetNumberOfControlPoints() else None  # noqa: E731
+        return session.prompt_from_markups(axis, use_points(self.positive), use_points(self.negative),
+                                           self.box if self.box.GetNumberOfControlPoints() else None,
+                                           slice_index=session.slice_index_at(axis, centre))
+
+    def onPollTick(self) -> None:
+        operation = self.operation
+        if operation is None or self.session is None:
+            self.pollTimer.stop()
+            return
+        try:
+            status = self.session.client.operation(operation.id)
+            if status["state"] == "running":
+                if operation.kind == "propagation":
+                    self.ui.segStatusLabel.text = f"Propagating: {status['done']} slices, {status['message']}"
                 return
-            self.worker.stop()  # ends after the slice being encoded; it stays cached
-            self.worker = None
-        with slicer.util.tryWithErrorDisplay("Could not segment.", waitCursor=True):
-            session = self.currentSession()
-            axis, centre = self.viewAxisAndCentre()
-            use_points = lambda node: node if node.GetNumberOfControlPoints() else None  # noqa: E731
-            prompt = session.prompt_from_markups(axis, use_points(self.positive), use_points(self.negative),
-                                                 self.box if self.box.GetNumberOfControlPoints() else None,
-                                                 slice_index=session.slice_index_at(axis, centre))
-            if self.ui.segSegmentationSelector.currentNode() is None:
-                self.ui.segSegmentationSelector.addNode()
-            config = PropagationConfig(max_slices=self.ui.segRangeSpinBox.value or None)
+            self.operation = None
+            self.pollTimer.stop()
+            if operation.kind == "propagation":
+                self.setBusy(False)
+                self.propagationEnded(operation, status)
+        except ServerError as error:
+            self.operation = None
+            self.pollTimer.stop()
+            self.setBusy(False)
+            slicer.util.errorDisplay(f"The model server stopped answering.\n\n{error}")
 
-            def compute(worker):
-                def on_slice(record):
-                    worker.progress = f"slice {record.index}: {'accepted' if record.accepted else record.reason}"
-                return session.compute(prompt, propagate, config, on_slice, lambda: worker.cancel_requested)
+    def propagationEnded(self, operation: FollowedOperation, status: dict) -> None:
+        if status["state"] == "failed":
+            slicer.util.errorDisplay(f"Propagation failed.\n\n{status['error']}")
+            return
+        if not status.get("has_mask"):
+            self.ui.segStatusLabel.text = "Propagation cancelled before the first slice; nothing written."
+            return
+        mask, result = self.session.propagation_result(operation.id)
+        self.writeResult(mask, result, cancelled=status["state"] == "cancelled")
 
-            self.worker = Worker(compute)
-            self.setBusy(True, "Propagating..." if propagate else "Segmenting...")
-
-    def onWorkerTick(self) -> None:
-        worker = self.worker
-        if worker is None:
-            self.timer.stop()
-            return
-        self.ui.segStatusLabel.text = worker.progress or self.ui.segStatusLabel.text
-        if not worker.done:
-            return
-        self.worker = None
-        self.setBusy(False)
-        if worker.error is not None:
-            slicer.util.errorDisplay(f"Segmentation failed.\n\n{worker.error}")
-            return
-        if worker.result is None:  # encode-ahead finished
-            return
-        mask, result = worker.result
+    def writeResult(self, mask, result, cancelled: bool = False) -> None:
         mode = MODES[self.ui.segModeComboBox.currentIndex]
         target = self.ui.segTargetSegmentSelector.currentSegmentID() if mode != "new" else None
         with slicer.util.tryWithErrorDisplay("Could not write the segment.", waitCursor=True):
+            if self.ui.segSegmentationSelector.currentNode() is None:
+                self.ui.segSegmentationSelector.addNode()
             segment_id = self.session.write(self.ui.segSegmentationSelector.currentNode(), mask,
                                             self.ui.segNameLineEdit.text or "segment", mode, target)
             stops = "; ".join(f"{d}: {r}" for d, r in result.stop_reasons.items())
             quality = f", model IoU estimate {result.predicted_iou:.2f}" if result.predicted_iou is not None else ""
+            ending = " (stopped by you)" if cancelled else ""
             self.ui.segStatusLabel.text = (f"Wrote segment {segment_id} on slices {result.slices[0]}..{result.slices[1]}"
-                                           f"{quality}. {stops}")
+                                           f"{quality}{ending}. {stops}")
             for markups in (self.positive, self.negative, self.box):
                 markups.RemoveAllControlPoints()
-        self.ui.segUndoButton.enabled = self.session.can_undo
-        self.encodeAhead(result.slices)
+            self.ui.segUndoButton.enabled = self.session.can_undo
+            self.encodeAhead(result.slices)
 
     def encodeAhead(self, slices) -> None:
-        """Encode the neighbouring slices while the user looks, so the next prompt answers at once."""
+        """Encode the neighbouring slices on the server while the user looks; the next prompt answers at once."""
         axis, _ = self.viewAxisAndCentre()
-        session = self.session
         neighbours = [slices[0] - 1, slices[1] + 1, slices[0] - 2, slices[1] + 2]
-
-        def encode(worker):
-            session.segmenter.encode_ahead(axis, neighbours, lambda: worker.cancel_requested)
-
-        self.worker = Worker(encode, prefetch=True)
-        self.timer.start()
+        try:
+            self.operation = FollowedOperation(self.session.encode_ahead(axis, neighbours), "encoding")
+            self.pollTimer.start()
+        except ServerError:
+            self.operation = None  # only a speed-up: the next prompt encodes its slice itself
 
     def onCancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel_requested = True
-            self.ui.segStatusLabel.text = "Cancelling after the current slice..."
+        if self.operation is None or self.session is None:
+            return
+        try:
+            self.session.client.cancel_operation(self.operation.id)
+            self.ui.segStatusLabel.text = "Stopping after the current slice..."
+        except ServerError as error:
+            self.ui.segStatusLabel.text = f"Could not reach the server to stop: {error}"
 
     def onUndo(self) -> None:
         if self.session is None:
@@ -237,16 +326,17 @@ class PromptSegmentSection:
         self.ui.segProgressBar.maximum = 0 if busy else 1  # a busy indicator: slice count is not known ahead
         if message:
             self.ui.segStatusLabel.text = message
-        if busy:
-            self.timer.start()
 
     # -- metrics ---------------------------------------------------------------------------------
     def onMetrics(self) -> None:
+        self.waiter.request(self.metricsWith, self.onServerFailed)
+
+    def metricsWith(self, client) -> None:
         from SegmentationToolsLib.segment_logic import metrics_rows
 
         with slicer.util.tryWithErrorDisplay("Could not compute metrics.", waitCursor=True):
             predicted, reference = self.ui.segTargetSegmentSelector, self.ui.segReferenceSegmentSelector
-            row = metrics_rows(self.ui.segVolumeSelector.currentNode(), predicted.currentNode(),
+            row = metrics_rows(client, self.ui.segVolumeSelector.currentNode(), predicted.currentNode(),
                                [predicted.currentSegmentID()], reference.currentNode(), [reference.currentSegmentID()])[0]
             table = self.ui.segMetricsTable
             table.setRowCount(len(row))
@@ -256,17 +346,37 @@ class PromptSegmentSection:
 
     # -- fine-tuning -----------------------------------------------------------------------------
     def onSegmentationChanged(self, node) -> None:
+        """Follow the chosen segmentation: its segments, as they are added, removed and renamed."""
         self.ui.segTargetSegmentSelector.setCurrentNode(node)
+        if self.observed_segmentation is not None:
+            segmentation, tags = self.observed_segmentation
+            for tag in tags:
+                segmentation.RemoveObserver(tag)
+            self.observations = [(caller, tag) for caller, tag in self.observations if tag not in tags]
+            self.observed_segmentation = None
+        if node is not None:
+            segmentation = node.GetSegmentation()
+            tags = [self.observe(segmentation, event, self.refreshSegmentList)
+                    for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                                  slicer.vtkSegmentation.SegmentModified)]
+            self.observed_segmentation = (segmentation, tags)
+        self.refreshSegmentList()
+
+    def refreshSegmentList(self) -> None:
+        """One checkable row per segment; a segment's check survives a rename or another segment's change."""
         listing = self.ui.segFinetuneSegmentsList
+        checked = {listing.item(i).data(qt.Qt.UserRole) for i in range(listing.count)
+                   if listing.item(i).checkState() == qt.Qt.Checked}
         listing.clear()
-        if node is None:
+        if self.observed_segmentation is None:
             return
-        segmentation = node.GetSegmentation()
+        segmentation = self.observed_segmentation[0]
         for index in range(segmentation.GetNumberOfSegments()):
+            segment_id = segmentation.GetNthSegmentID(index)
             item = qt.QListWidgetItem(segmentation.GetNthSegment(index).GetName())
-            item.setData(qt.Qt.UserRole, segmentation.GetNthSegmentID(index))
+            item.setData(qt.Qt.UserRole, segment_id)
             item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
-            item.setCheckState(qt.Qt.Unchecked)
+            item.setCheckState(qt.Qt.Checked if segment_id in checked else qt.Qt.Unchecked)
             listing.addItem(item)
 
     def onFinetune(self) -> None:
@@ -308,7 +418,7 @@ class PromptSegmentSection:
             self.ui.segFinetuneStatusLabel.text = (
                 f"Held-out Dice {outcome['best_mean_val_dice']:.3f} (un-tuned {untuned:.3f}); "
                 f"saved as model '{outcome.get('registered_model', '')}'.")
-            self.refreshModels()
+            self.refreshModelsFromServer()
         elif state == "cancelled":
             self.ui.segFinetuneStatusLabel.text = "Fine-tuning cancelled; the best epoch so far is kept."
         else:

@@ -1,7 +1,9 @@
-"""SegmentationTools' segment logic on real MRML: markups → prompts, segments written safely, undo."""
+"""SegmentationTools' segment logic on real MRML through a real model server: markups → prompts, segments
+written safely, undo, propagation followed by polling, a server restarted after a crash, the panel's link."""
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,10 +17,16 @@ from vfmlab.mrml.markups import slice_prompt
 from vfmlab.slices import SliceStack
 from vfmlab.volume import Volume
 
-from conftest import REPO_ROOT
+from vfmlab.client import ServerConnection, ServerError, ServerUnavailable
+
+from conftest import REPO_ROOT, FakeTimer
 
 sys.path.insert(0, str(REPO_ROOT / "SegmentationTools"))
+sys.path.insert(0, str(REPO_ROOT / "VFMVolumeLab"))
 from SegmentationToolsLib.segment_logic import SegmentSession  # noqa: E402
+from VFMVolumeLabLib.server_link import ClientWaiter, ModelServerLink, ServerSettings  # noqa: E402
+
+SERVER_OPTIONS = ("--device", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +62,38 @@ def test_points_and_box_map_to_the_right_pixels_on_a_flipped_volume():
         slice_prompt(volume, "axial", volume.ijk_to_ras_points([[2, 3, 1], [2, 3, 3]]))
 
 
+class SettingsStore(dict):
+    """The part of ``qt.QSettings`` the link uses."""
+
+    def value(self, key, default=None):
+        return self.get(key, default)
+
+    def setValue(self, key, value):
+        self[key] = value
+
+
 @pytest.fixture(scope="module")
-def segment_session(sample):
+def connection(tmp_path_factory):
+    """A local server as the panels start it, on a free port with a fresh token."""
+    connection = ServerConnection(folder=tmp_path_factory.mktemp("server"), options=SERVER_OPTIONS,
+                                  env={"OMP_NUM_THREADS": "1"})
+    yield connection
+    connection.stop()
+
+
+def ready_client(connection, timeout: float = 180.0):
+    deadline = time.monotonic() + timeout
+    while (client := connection.client()) is None:
+        assert time.monotonic() < deadline, "the local server did not start"
+        time.sleep(0.1)
+    return client
+
+
+@pytest.fixture(scope="module")
+def segment_session(sample, connection):
     scene = mrml.new_scene()
     volume_node = mrml.add_volume_node(scene, sample[0], name="CT")
-    return scene, volume_node, SegmentSession(volume_node, "litemedsam", device="cpu")
+    return scene, volume_node, SegmentSession(volume_node, ready_client(connection), "litemedsam")
 
 
 def test_roi_prompt_segments_the_spleen_into_a_new_segment_and_undo_restores(segment_session, sample):
@@ -97,13 +132,13 @@ def test_roi_prompt_segments_the_spleen_into_a_new_segment_and_undo_restores(seg
     assert not session.can_undo and session.undo() == ""
 
 
-def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch):
+def test_model_status_metrics_and_finetune_params(tmp_path, sample, connection):
     from SegmentationToolsLib.segment_logic import finetune_job_params, metrics_rows, model_status, panel_finetune_config
 
     from vfmlab.segment.config import SegmenterFinetuneConfig
 
-    monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))
-    status = {name: (available, message) for name, available, message in model_status()}
+    client = ready_client(connection)
+    status = {name: (available, message) for name, available, message in model_status(client)}
     assert status["litemedsam"][0] and status["hq_litemedsam"][0]
     assert not status["sam_vit_b"][0] and "sam_vit_b_01ec64.pth" in status["sam_vit_b"][1]
 
@@ -115,7 +150,7 @@ def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch)
     shifted = np.roll(labels == 1, 2, axis=2)
     predicted = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     predicted_id = mrml.add_segment(predicted, shifted, volume_node, "spleen guess")
-    row = metrics_rows(volume_node, predicted, [predicted_id], reference, [ids["spleen"]])[0]
+    row = metrics_rows(client, volume_node, predicted, [predicted_id], reference, [ids["spleen"]])[0]
     assert row["segment"] == "spleen guess"
     assert row["dice"] == pytest.approx(segment_metrics(shifted, labels == 1)["dice"])
     assert row["hd95_mm"] == pytest.approx(2 * ct.spacing[0], abs=0.5)
@@ -130,3 +165,96 @@ def test_model_status_metrics_and_finetune_params(tmp_path, sample, monkeypatch)
     written = read_labels(params["labels"], read_volume(params["volume"]))
     np.testing.assert_array_equal(written == 1, labels == 2)
     np.testing.assert_array_equal(written == 2, labels == 1)
+
+
+def kidney_seed(ct, labels, session):
+    """The axial slice with the largest right-kidney area and its box, as the panel's prompt."""
+    from vfmlab.mrml.markups import SlicePrompt
+
+    stack = SliceStack.of(ct, "axial")
+    kidney = stack.view(labels) == 2
+    index = int(np.argmax(kidney.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(kidney[index])
+    return SlicePrompt("axial", index, (cols.min(), rows.min(), cols.max(), rows.max()), None, None), kidney
+
+
+def test_propagation_is_followed_by_polling_and_a_cancel_keeps_what_was_reached(segment_session, sample):
+    scene, volume_node, session = segment_session
+    ct, labels = sample
+    prompt, kidney = kidney_seed(ct, labels, session)
+    statuses = []
+    mask, result = session.compute(prompt, propagate=True, on_status=statuses.append)
+    stack = SliceStack.of(ct, "axial")
+    score = segment_metrics(stack.view(mask), kidney)["dice"]
+    print(f"right kidney propagated through the server from the panel logic: Dice {score:.3f}, slices {result.slices}")
+    assert score > 0.7 and result.slices[0] < prompt.index < result.slices[1]
+    assert [s["done"] for s in statuses] == sorted(s["done"] for s in statuses) and statuses[-1]["state"] == "finished"
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segment_id = session.write(segmentation, mask, "kidney")
+    np.testing.assert_array_equal(mrml.segment_mask(segmentation, segment_id, volume_node), mask)
+
+    operation = session.start_propagation(prompt)
+    session.client.cancel_operation(operation)
+    ended = session.client.wait_operation(operation)
+    assert ended["state"] == "cancelled"
+    if ended["has_mask"]:  # the seed slice may have finished before the cancel arrived
+        partial, _ = session.propagation_result(operation)
+        assert stack.view(partial).sum() <= stack.view(mask).sum()
+    encoding = session.encode_ahead("axial", [prompt.index - 1, prompt.index + 1, -5, 10_000])
+    assert session.client.wait_operation(encoding)["result"] == {"encoded": 2}
+
+
+def test_a_killed_server_is_one_clear_error_then_restarted_and_sent_the_volume_again(tmp_path, sample):
+    scene = mrml.new_scene()
+    volume_node = mrml.add_volume_node(scene, sample[0], name="CT")
+    connection = ServerConnection(folder=tmp_path / "server", options=SERVER_OPTIONS, env={"OMP_NUM_THREADS": "1"})
+    try:
+        session = SegmentSession(volume_node, ready_client(connection), "litemedsam")
+        prompt, kidney = kidney_seed(sample[0], sample[1], session)
+        first, _ = session.segment_slice(prompt)
+        connection.local.process.kill()
+        connection.local.process.wait()
+        with pytest.raises(ServerUnavailable, match="does not answer"):
+            session.segment_slice(prompt)
+        session.client = ready_client(connection)  # what the panel does on its next request
+        assert connection.restarts == 1
+        again, result = session.segment_slice(prompt)  # the new server lacked the volume: sent again
+        np.testing.assert_array_equal(again, first)
+        assert result.slices == (prompt.index, prompt.index)
+    finally:
+        connection.stop()
+
+
+def test_the_panels_link_keeps_its_settings_and_reports_a_server_that_cannot_start(tmp_path):
+    store = SettingsStore()
+    link = ModelServerLink(store, sys.executable, tmp_path / "server")
+    assert link.settings == ServerSettings() and "starts on first use" in link.describe()
+    link.configure(" http://gpu-box:8765 ", "secret")
+    assert ServerSettings.load(store) == ServerSettings("http://gpu-box:8765", "secret")
+    assert ModelServerLink(store, sys.executable).settings.url == "http://gpu-box:8765"  # kept for the next session
+    client = link.client()
+    assert (client.url, client.token) == ("http://gpu-box:8765", "secret")
+
+    link.configure("", "")  # back to a local server, which here is given an option it refuses
+    link.connection.options = ("--no-such-option",)
+    timer = FakeTimer()
+    waiter = ClientWaiter(link, timer)
+    outcome = []
+    waiter.request(outcome.append, lambda message: outcome.append(("failed", message)))
+    deadline = time.monotonic() + 60
+    while not outcome:
+        assert timer.active and time.monotonic() < deadline
+        time.sleep(0.1)
+        timer.fire()
+    assert outcome[0][0] == "failed" and "--no-such-option" in outcome[0][1], outcome
+    assert not timer.active
+    link.shutdown()
+
+
+def test_the_waiter_hands_a_client_once_the_local_server_listens(connection):
+    ready_client(connection)
+    link = ModelServerLink(SettingsStore(), sys.executable, connection_factory=lambda *a, **k: connection)
+    timer = FakeTimer()
+    clients = []
+    ClientWaiter(link, timer).request(clients.append, pytest.fail)
+    assert len(clients) == 1 and clients[0].health()["status"] == "ok" and not timer.active

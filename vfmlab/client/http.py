@@ -105,6 +105,12 @@ class ModelClient:
                 return False
             raise
 
+    def metrics(self, prediction: np.ndarray, reference: np.ndarray, ijk_to_ras: np.ndarray) -> dict:
+        """Dice, IoU, precision, recall and HD95 (mm) of two ``(K, J, I)`` masks on one volume grid."""
+        named = [self.send_volume(np.asarray(mask, bool).astype(np.uint8), ijk_to_ras)
+                 for mask in (prediction, reference)]
+        return self.request("POST", "/metrics", {"prediction": named[0], "reference": named[1]})
+
     # -- segmentation ----------------------------------------------------------------------------
     def segment(self, model: str, volume: str, axis: str, index: int, box=None, points=(), labels=()) -> SliceMask:
         """Prompt -> mask on one slice of a volume the server holds (see :meth:`send_volume`)."""

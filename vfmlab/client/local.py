@@ -123,9 +123,9 @@ class ServerConnection:
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, python: str = sys.executable,
-                 folder: str | Path | None = None, options: tuple[str, ...] = ()):
+                 folder: str | Path | None = None, options: tuple[str, ...] = (), env: dict[str, str] | None = None):
         self.url, self.token = url, token
-        self.python, self.folder, self.options = python, folder, tuple(options)
+        self.python, self.folder, self.options, self.env = python, folder, tuple(options), dict(env or {})
         self.local: LocalServer | None = None
         self.restarts = 0
 
@@ -140,7 +140,7 @@ class ServerConnection:
         if self.local is not None and not self.local.alive() and self.local.url is not None:
             self.local, self.restarts = None, self.restarts + 1  # it served, then died: start a new one
         if self.local is None:
-            self.local = LocalServer(self.python, self.folder, self.options).start()
+            self.local = LocalServer(self.python, self.folder, self.options, self.env).start()
         return self.local.client() if self.local.ready() else None
 
     def stop(self) -> None:

@@ -24,7 +24,7 @@ from .config import ServerConfig
 from .gate import Gate
 from .jobs import JobBoard, task_names
 from .operations import Operation, Operations, encoding_work, propagation_work
-from .schemas import EncodingRequest, JobRequest, PropagationRequest, SlicePromptRequest
+from .schemas import EncodingRequest, JobRequest, MetricsRequest, PropagationRequest, SlicePromptRequest
 from .state import SegmenterFactory, SegmenterPool, UnknownVolume, VolumeStore, default_segmenter_factory
 
 log = logging.getLogger("vfmlab.server")
@@ -132,6 +132,20 @@ def _add_volume_routes(app: FastAPI, state: ServerState) -> None:
             raise HTTPException(400, f"the body's sha256 is {digest}, not the {sha256} named in the path")
         volume = await run_in_threadpool(state.store.add, sha256, payload)
         return {"sha256": sha256, "shape": list(volume.array.shape), "spacing": list(volume.spacing)}
+
+    @app.post("/metrics")
+    def metrics(request: MetricsRequest):
+        """Dice, IoU, precision, recall and HD95 (mm) of a predicted mask against a reference mask."""
+        import numpy as np
+
+        from ..metrics import segment_metrics
+
+        prediction, reference = state.store.get(request.prediction), state.store.get(request.reference)
+        if prediction.array.shape != reference.array.shape or not np.allclose(prediction.ijk_to_ras,
+                                                                               reference.ijk_to_ras, atol=1e-4):
+            raise HTTPException(400, "the prediction and the reference lie on different grids; "
+                                     "resample one onto the other's volume first")
+        return segment_metrics(prediction.array != 0, reference.array != 0, prediction.spacing[::-1])
 
 
 def _add_segment_routes(app: FastAPI, state: ServerState) -> None:

@@ -78,3 +78,12 @@ class JobRequest(BaseModel):
 
     task: str = Field(min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricsRequest(BaseModel):
+    """Two masks the server holds as volumes (sent like any volume: nonzero = inside), on one grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction: str = Sha256
+    reference: str = Sha256
