@@ -129,27 +129,42 @@ class BTVAELogic:
         path = Path(run_dir) / "inputs" / "segment.json"
         return json.loads(path.read_text(encoding="utf-8")).get("segment_name") if path.is_file() else None
 
-    def predict(
-        self, run_dir: str | Path, volume_node, segmentation_node=None, samples: Optional[int] = None,
-        segment_name: Optional[str] = None, uncertainty: bool = True,
-    ):
-        """Segment ``volume_node`` with the run's model; returns ``PredictionNodes``.
+    def prediction_job(self, run_dir: str | Path, volume_node, samples: Optional[int] = None) -> TrainingJob:
+        """Write the volume into a new folder of ``run_dir/predictions`` and describe the ``btvae-predict`` job
+        (the model runs in the job's process, never in Slicer's)."""
+        import tempfile
 
-        The mask becomes a NEW segment (in ``segmentation_node``, or a new segmentation node); for
-        VAE models the per-voxel variance over ``samples`` draws of z becomes a scalar volume node.
-        """
-        from vfmlab.btvae.checkpoint import load_trained
-        from vfmlab.btvae.inference import predict_volume
-        from vfmlab.btvae.scene import add_prediction
+        from vfmlab.btvae.run_folder import MODEL_FILE
+        from vfmlab.btvae.tasks import PREDICT_TASK, TASK_MODULE
         from vfmlab.errors import InputError
         from vfmlab.mrml import volume_from_node
+        from vfmlab.volume_io import write_volume
 
         if volume_node is None:
             raise InputError("select the volume to segment first")
-        trained = load_trained(run_dir)
-        prediction = predict_volume(trained, volume_from_node(volume_node), samples)
-        base = segment_name or self.trained_segment_name(run_dir) or f"label {trained.label}"
+        if not (Path(run_dir) / MODEL_FILE).is_file():
+            raise InputError(f"{run_dir} holds no trained model ({MODEL_FILE}); train one, or pick a finished run")
+        (Path(run_dir) / "predictions").mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="prediction-", dir=Path(run_dir) / "predictions"))
+        volume_path = write_volume(volume_from_node(volume_node), folder / "volume.nrrd")
+        params = {"run_dir": str(Path(run_dir).resolve()), "volume": str(volume_path), "out": str(folder),
+                  "samples": samples}
+        return TrainingJob(PREDICT_TASK, params, TASK_MODULE, folder / "job")
+
+    def add_prediction(self, run_dir: str | Path, outcome: dict[str, Any], volume_node, segmentation_node=None,
+                       segment_name: Optional[str] = None, uncertainty: bool = True):
+        """Put a finished prediction job's result into the scene; returns ``PredictionNodes``.
+
+        The mask becomes a NEW segment (in ``segmentation_node``, or a new segmentation node); for VAE
+        models the per-voxel variance over the z samples becomes a scalar volume node.
+        """
+        from vfmlab.btvae.prediction import VolumePrediction
+        from vfmlab.btvae.scene import add_prediction
+        from vfmlab.mrml import volume_from_node
+
+        prediction, summary = VolumePrediction.load(outcome["out"], volume_from_node(volume_node))
+        base = segment_name or self.trained_segment_name(run_dir) or f"label {summary['label']}"
         return add_prediction(
-            self.scene, volume_node, prediction, f"{base} ({trained.name})", segmentation_node,
-            uncertainty=uncertainty and trained.probabilistic,
+            self.scene, volume_node, prediction, f"{base} ({summary['name']})", segmentation_node,
+            uncertainty=uncertainty and prediction.probabilistic,
         )

@@ -29,6 +29,7 @@ class BTVAESection:
         self.scene = scene or slicer.mrmlScene
         self.logic = BTVAELogic(self.scene)
         self.process = None
+        self.predictProcess = None
         self.widget = slicer.util.loadUI(str(UI_FILE))
         parent_layout.addWidget(self.widget)
         self.ui = slicer.util.childWidgetVariables(self.widget)
@@ -45,8 +46,9 @@ class BTVAESection:
         self.showMetrics()
 
     def cleanup(self) -> None:
-        if self.process is not None and self.process.is_running:
-            self.process.cancel()
+        for process in (self.process, self.predictProcess):
+            if process is not None and process.is_running:
+                process.cancel()
 
     def runDirectory(self) -> Path:
         return Path(self.ui.btvaeRunDirectoryButton.directory)
@@ -122,22 +124,48 @@ class BTVAESection:
             table.setItem(row, 1, qt.QTableWidgetItem(value))
 
     def onPredict(self) -> None:
+        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+
+        if self.predictProcess is not None and self.predictProcess.is_running:
+            return
         volumeNode = self.ui.btvaeVolumeSelector.currentNode()
-        with slicer.util.tryWithErrorDisplay("Prediction failed.", waitCursor=True):
-            nodes = self.logic.predict(
-                self.runDirectory(), volumeNode, self.ui.btvaeSegmentSelector.currentNode(),
-                samples=int(self.ui.btvaeSamplesSpinBox.value),
-            )
+        runDir = self.runDirectory()
+        with slicer.util.tryWithErrorDisplay("Could not start the prediction.", waitCursor=True):
+            job = self.logic.prediction_job(runDir, volumeNode, samples=int(self.ui.btvaeSamplesSpinBox.value))
+            self.predictProcess = BackgroundProcess(
+                job.task, job.params, job.workdir, module=job.module, on_progress=self.onProgress,
+                on_done=lambda state, outcome: self.onPredicted(state, outcome, runDir, volumeNode))
+            self.predictProcess.start()
+            self.ui.btvaeStatusLabel.text = "Segmenting the volume..."
+
+    def onPredicted(self, state: str, outcome, runDir, volumeNode) -> None:
+        if state != "finished":
+            self.ui.btvaeStatusLabel.text = f"Prediction {state}."
+            if state == "failed":
+                slicer.util.errorDisplay(f"Prediction failed.\n\n{outcome}")
+            return
+        with slicer.util.tryWithErrorDisplay("Could not add the prediction.", waitCursor=True):
+            nodes = self.logic.add_prediction(runDir, outcome, volumeNode, self.ui.btvaeSegmentSelector.currentNode())
             self.ui.btvaeSegmentSelector.setCurrentNode(nodes.segmentation_node)
             if nodes.uncertainty_node is not None and self.ui.btvaeShowUncertaintyCheckBox.checked:
-                slicer.util.setSliceViewerLayers(
-                    background=volumeNode, foreground=nodes.uncertainty_node,
-                    foregroundOpacity=float(self.ui.btvaeUncertaintyOpacitySlider.value),
-                )
+                self.showUncertainty(volumeNode, nodes.uncertainty_node)
             self.ui.btvaeStatusLabel.text = (
                 "Prediction added as a new segment"
                 + (" with its uncertainty volume." if nodes.uncertainty_node is not None else " (deterministic model: no uncertainty).")
             )
 
+    def showUncertainty(self, volumeNode, uncertaintyNode) -> None:
+        """Over the volume in the view the user works in (the first one showing it), not in every view."""
+        from VFMVolumeLabLib.views import show_in_slice_view, working_view
+
+        layout_manager = slicer.app.layoutManager()
+        self.uncertaintyView = working_view(layout_manager, volumeNode)
+        show_in_slice_view(layout_manager, self.uncertaintyView, background=volumeNode, foreground=uncertaintyNode,
+                           foreground_opacity=float(self.ui.btvaeUncertaintyOpacitySlider.value), fit=False)
+
     def onOpacityChanged(self, value: float) -> None:
-        slicer.util.setSliceViewerLayers(foregroundOpacity=float(value))
+        from VFMVolumeLabLib.views import show_in_slice_view
+
+        view = getattr(self, "uncertaintyView", None)
+        if view is not None:
+            show_in_slice_view(slicer.app.layoutManager(), view, foreground_opacity=float(value), fit=False)

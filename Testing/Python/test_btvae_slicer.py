@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vfmlab import mrml
-from vfmlab.btvae.inference import VolumePrediction
+from vfmlab.btvae.prediction import VolumePrediction
 from vfmlab.btvae.scene import add_prediction
 from vfmlab.errors import InputError
 from vfmlab.volume_io import read_labels, read_volume
@@ -73,11 +73,21 @@ def test_training_job_from_scene_nodes(lib, trained, ct_scene):
     assert lib.BTVAELogic.trained_segment_name(run_dir) == "liver"
 
 
+def predict(lib, scene, run_dir, volume_node, segmentation, samples, uncertainty=True):
+    """The panel's path: the logic writes the volume and the job params, the job task predicts (here in this
+    process, as the job process would), the logic puts the files it wrote into the scene."""
+    logic = lib.BTVAELogic(scene)
+    job = logic.prediction_job(run_dir, volume_node, samples=samples)
+    importlib.import_module(job.module)
+    outcome = get_task(job.task)(job.params, Reporter(None, log_file=job.workdir.parent / "job.log"))
+    return logic.add_prediction(run_dir, outcome, volume_node, segmentation, uncertainty=uncertainty)
+
+
 def test_prediction_lands_in_the_segmentation_with_uncertainty_beside_it(lib, trained, ct_scene):
     run_dir, _ = trained
     scene, volume_node, segmentation, liver = ct_scene
     reference_id = segmentation.GetSegmentation().GetNthSegmentID(0)
-    nodes = lib.BTVAELogic(scene).predict(run_dir, volume_node, segmentation, samples=4)
+    nodes = predict(lib, scene, run_dir, volume_node, segmentation, samples=4)
     assert nodes.segmentation_node is segmentation
     names = mrml.segment_names(segmentation)
     assert names[reference_id] == "liver" and names[nodes.segment_id] == "liver (btvae)"  # a new segment
@@ -91,7 +101,7 @@ def test_prediction_lands_in_the_segmentation_with_uncertainty_beside_it(lib, tr
     assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
     assert display.GetWindowLevelMax() == pytest.approx(float(uncertainty.array.max()), rel=1e-5)
     # Without a segmentation node a new one is made.
-    again = lib.BTVAELogic(scene).predict(run_dir, volume_node, None, samples=2, uncertainty=False)
+    again = predict(lib, scene, run_dir, volume_node, None, samples=2, uncertainty=False)
     assert again.segmentation_node is not segmentation and again.uncertainty_node is None
 
 
@@ -101,8 +111,8 @@ def test_bad_requests_leave_the_scene_untouched(lib, trained, ct_scene, tmp_path
     before = scene.GetNumberOfNodes()
     segments_before = segmentation.GetSegmentation().GetNumberOfSegments()
     logic = lib.BTVAELogic(scene)
-    with pytest.raises(InputError, match="has no trained"):
-        logic.predict(tmp_path, volume_node, segmentation)
+    with pytest.raises(InputError, match="holds no trained model"):
+        logic.prediction_job(tmp_path, volume_node)
     empty = VolumePrediction(*(np.zeros(volume_node.GetImageData().GetDimensions()[::-1], t) for t in (np.float32, bool, np.float32)),
                              probabilistic=True, samples=1)
     with pytest.raises(InputError, match="predicted no voxel"):

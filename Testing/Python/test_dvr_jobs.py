@@ -15,6 +15,7 @@ from vfmlab import mrml
 from vfmlab.cameras import CaptureSet
 from vfmlab.cli import main
 from vfmlab.dvr.checkpoints import dvr_run
+from vfmlab.errors import InputError
 from vfmlab.dvr.inference import TrainedRun
 from vfmlab.mrml.volume_rendering import volume_rendering_logic
 from vfmlab.render.capture import RenderSettings, render_file
@@ -164,13 +165,18 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     assert chart.GetNumberOfPlotSeriesNodes() == 2
     assert updates and scene.GetFirstNodeByName(dvr_logic_module.PREVIEW_NAME) is not None
 
-    image_node = logic.render_view(CaptureSet.load(captures).views[0], 40)
-    assert image_node.GetImageData().GetDimensions() == (40, 40, 1)
+    rendered = []
+    view_job = logic.render_view(CaptureSet.load(captures).views[0], 40, volume_node=volume_node,
+                                 on_node=rendered.append, on_failed=pytest.fail)
+    assert wait_for(lambda: timers[-1].fire() or rendered, timeout=120)  # a job process renders, not Slicer's
+    assert not view_job.is_running and rendered[0].GetImageData().GetDimensions() == (40, 40, 1)
 
     display = logic.apply_learned_tf(volume_node)
     assert display.GetVisibility() and display.GetVolumePropertyNode() is not None
     opacity = display.GetVolumePropertyNode().GetVolumeProperty().GetScalarOpacity()
     assert opacity.GetSize() == 256
+    with pytest.raises(InputError, match="no learned transfer function"):
+        logic.apply_learned_tf(volume_node, tmp_path / "captures")
 
 
 def test_dvr_train_defaults_come_from_the_config_alone(tmp_path):

@@ -736,15 +736,32 @@ def test_dependency_list_covers_the_packages_vfmlab_declares():
         if name in provided_by_slicer:
             continue
         assert name in ours, f"{requirement} (pyproject.toml) is not installed by VFMVolumeLabLib.dependencies"
-    assert dependencies.TORCH.requirement == "torch>=2.4"
+    # One set of bounds: what Slicer's installer asks for is what pyproject.toml declares, torch included.
+    declared_by_name = {dependencies.Package(r, "").name.lower(): r for r in declared}
+    for package in (dependencies.TORCH, *dependencies.PACKAGES):
+        assert package.requirement == declared_by_name[package.name.lower()], package.requirement
+
+
+def test_declared_bounds_agree_with_each_other():
+    """The lowest torch the installer accepts is one the installed monai accepts."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    from VFMVolumeLabLib import dependencies
+
+    torch_floor = Requirement(dependencies.TORCH.requirement).specifier
+    floor_version = next(spec.version for spec in torch_floor if spec.operator == ">=")
+    monai_needs = next(Requirement(r) for r in importlib.metadata.requires("monai") if r.startswith("torch"))
+    assert monai_needs.specifier.contains(floor_version), (monai_needs, floor_version)
 
 
 def test_missing_packages_compares_installed_versions():
     from VFMVolumeLabLib.dependencies import TORCH, Package, missing_packages, status_text
 
-    installed = {"torch": "2.5.1+cu121", "timm": "0.9.2", "monai": "1.4.0"}
+    installed = {"torch": "2.9.1+cu121", "timm": "0.9.2", "monai": "1.5.0"}
     packages = [TORCH, Package("timm>=1.0", "timm"), Package("segment-anything>=1.0", "segment_anything"),
-                Package("monai>=1.4", "monai")]
+                Package("monai>=1.5", "monai")]
     missing = missing_packages(packages, version_of=installed.get)
     assert [p.requirement for p in missing] == ["timm>=1.0", "segment-anything>=1.0"]  # too old, absent
     assert missing_packages([Package("torch>=2.4", "torch")], {"torch": "2.6.0.dev20241101"}.get) == []

@@ -17,7 +17,7 @@ from vfmlab.mrml.markups import slice_prompt
 from vfmlab.slices import SliceStack
 from vfmlab.volume import Volume
 
-from vfmlab.client import ServerConnection, ServerError, ServerUnavailable
+from vfmlab.client import ServerConnection, ServerUnavailable
 
 from conftest import REPO_ROOT, FakeTimer
 

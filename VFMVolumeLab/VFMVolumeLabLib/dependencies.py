@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 REQUESTER = "VFM Volume Lab"
-TORCH_VERSION_REQUIREMENT = ">=2.4"
+# The same bounds as pyproject.toml (a test compares them): monai >= 1.5 itself needs torch >= 2.8.
+TORCH_VERSION_REQUIREMENT = ">=2.9"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("timm>=1.0", "timm"),
     Package("segment-anything>=1.0", "segment_anything"),
     Package("segment-anything-hq>=0.3", "segment_anything_hq"),
-    Package("monai>=1.4", "monai"),
+    Package("monai>=1.5", "monai"),
     Package("pytorch-msssim>=1.0", "pytorch_msssim"),
     Package("slicerio>=1.1", "slicerio"),
     Package("pynrrd>=1.0", "nrrd"),

@@ -189,29 +189,62 @@ class DeepDVRLogic:
 
     # -- results ---------------------------------------------------------------------------------
     def render_view(self, record, height: int, run_dir: Optional[str | Path] = None, volume_node=None,
-                    name: str = "DeepDVR view"):
+                    name: str = "DeepDVR view", on_node: Optional[Callable[[Any], None]] = None,
+                    on_failed: Optional[Callable[[str], None]] = None):
         """Render a camera record (e.g. the 3D view's, ``vfmlab.render.poses.record_from_camera``) with
-        the trained model at ``height`` rows into a new RGB image node; returns the node."""
-        from vfmlab import mrml
-        from vfmlab.dvr.captures import rgb8
-        from vfmlab.dvr.inference import TrainedRun
-        from vfmlab.mrml.three_d_view import add_image_node
+        the trained model at ``height`` rows, in a background process (the model never runs in Slicer's);
+        ``on_node(node)`` gets the new RGB image node. Returns the started :class:`BackgroundProcess`."""
+        import tempfile
 
-        run = TrainedRun.load(run_dir or self.run_dir)
-        data = run.training_set()
-        volume = mrml.volume_from_node(volume_node) if volume_node is not None else data.volume
-        image = run.render(volume, [record], height, background=data.capture.background)[0]
-        return add_image_node(self.scene, rgb8(image), name)
+        from vfmlab.dvr.tasks import TASK_MODULE, VIEW_TASK
+
+        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+
+        run_dir = Path(run_dir or self.run_dir)
+        folder = Path(tempfile.mkdtemp(prefix="view-", dir=run_dir))
+        volume = None
+        if volume_node is not None:
+            volume = folder / "volume.nrrd"
+            _save_copy(volume_node, volume)
+        params = {"run_dir": str(run_dir), "record": asdict(record), "height": int(height),
+                  "out": str(folder / "view.png"), "volume": None if volume is None else str(volume)}
+
+        def done(state: str, outcome) -> None:
+            if state == "finished":
+                node = self._image_node(outcome["image"], name)
+                if on_node is not None:
+                    on_node(node)
+            elif on_failed is not None:
+                on_failed(str(outcome))
+
+        kwargs = {} if self.timer_factory is None else {"timer_factory": self.timer_factory}
+        process = BackgroundProcess(VIEW_TASK, params, folder / "job", module=TASK_MODULE, python=self.python,
+                                    on_done=done, **kwargs)
+        process.start()
+        return process
+
+    def _image_node(self, path: str | Path, name: str):
+        from vfmlab.mrml.three_d_view import add_image_node
+        from vfmlab.render.images import read_rgb
+
+        return add_image_node(self.scene, read_rgb(path), name)
 
     def apply_learned_tf(self, volume_node, run_dir: Optional[str | Path] = None, method: str = "cpu",
                          volume_rendering_logic=None):
-        """Put a lookup run's learned TF (best checkpoint) on ``volume_node``'s volume rendering
-        (through the application's volume rendering logic when given)."""
-        from vfmlab.dvr.inference import TrainedRun
+        """Put a lookup run's learned TF (its best epoch's, written by the run as ``transfer_function.json``)
+        on ``volume_node``'s volume rendering (through the application's volume rendering logic when given)."""
+        import json
+
+        from vfmlab.dvr.checkpoints import TF_JSON
+        from vfmlab.dvr.piecewise_tf import PiecewiseTF
         from vfmlab.mrml.transfer_functions import apply_to_volume_rendering
 
-        run = TrainedRun.load(run_dir or self.run_dir)
-        return apply_to_volume_rendering(volume_node, run.learned_tf(), method, logic=volume_rendering_logic)
+        path = Path(run_dir or self.run_dir) / TF_JSON
+        if not path.is_file():
+            raise InputError(f"{path.parent} has no learned transfer function ({TF_JSON}): only lookup runs learn "
+                             "one, and a run writes it when it ends (a stopped run too)")
+        tf = PiecewiseTF.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return apply_to_volume_rendering(volume_node, tf, method, logic=volume_rendering_logic)
 
 
 def _volume_rendering_display(volume_node):

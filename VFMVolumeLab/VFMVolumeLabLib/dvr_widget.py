@@ -139,6 +139,13 @@ class DeepDVRSection:
         camera = window.GetRenderers().GetFirstRenderer().GetActiveCamera()
         with slicer.util.tryWithErrorDisplay("Could not render the view with the trained model.", waitCursor=True):
             record = record_from_camera(camera, width, height, "view.png")
-            node = self.logic.render_view(record, height, self.ui.runPathLineEdit.currentPath,
-                                          self.ui.dvrVolumeSelector.currentNode())
-            slicer.util.setSliceViewerLayers(background=node, fit=True)
+            self.viewProcess = self.logic.render_view(
+                record, height, self.ui.runPathLineEdit.currentPath, self.ui.dvrVolumeSelector.currentNode(),
+                on_node=self.showRenderedView,
+                on_failed=lambda reason: slicer.util.errorDisplay(f"Could not render the view.\n\n{reason}"))
+
+    def showRenderedView(self, node) -> None:
+        """Only in the Red view, over whatever else it showed: the other views keep the user's layers."""
+        from VFMVolumeLabLib.views import show_in_slice_view
+
+        show_in_slice_view(slicer.app.layoutManager(), "Red", background=node)

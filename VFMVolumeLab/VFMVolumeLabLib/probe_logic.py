@@ -122,12 +122,12 @@ class ProbeLogic:
                   threads: Optional[int] = None) -> ProbeJob:
         """The background job that probes ``capture_dir`` with ``models`` into ``out_dir``."""
         from vfmlab.errors import InputError
-        from vfmlab.probes.registry import get_spec
+        from vfmlab.models.catalogue import get
 
         if not models:
             raise InputError("tick at least one model to probe with")
         for model in models:
-            get_spec(model)
+            get(model, "probe")  # an unknown name is refused here, before a process starts
         out_dir = Path(out_dir)
         params = {"source": str(Path(capture_dir).resolve()), "out": str(out_dir.resolve()), "models": list(models)}
         if threads:

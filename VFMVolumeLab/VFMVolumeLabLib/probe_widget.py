@@ -130,11 +130,15 @@ class ProbeSection:
             slicer.util.errorDisplay(f"Probing failed.\n\n{outcome}")
 
     def showResults(self, results) -> None:
-        """Four-up layout: the first model's grid in the Red view, beside the 3D view."""
+        """Four-up layout: the first model's grid in the Red view alone, beside the 3D view (the other views
+        and every label layer stay as the user left them)."""
+        from VFMVolumeLabLib.views import show_in_slice_view
+
         if not results:
             return
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
-        slicer.util.setSliceViewerLayers(background=results[0].grid_node, foreground=None, label=None, fit=True)
+        layout_manager = slicer.app.layoutManager()
+        layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+        show_in_slice_view(layout_manager, "Red", background=results[0].grid_node)
 
     def setRunning(self, running: bool) -> None:
         self.ui.probeCaptureButton.enabled = not running

@@ -114,7 +114,8 @@ class ClientWaiter:
         try:
             client = self.link.client()
         except ServerUnavailable as error:
-            self._settle(lambda callbacks: callbacks[1](str(error)))
+            message = str(error)
+            self._settle(lambda callbacks: callbacks[1](message))
             return
         if client is None:
             if self.on_waiting is not None:

@@ -6,8 +6,6 @@ uncertainty. A U-Net is deterministic: one pass, variance zero.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -19,6 +17,7 @@ from vfmlab.volume import Volume
 
 from .checkpoint import TrainedModel
 from .data import volume_slices
+from .prediction import VolumePrediction
 
 
 @torch.no_grad()
@@ -50,17 +49,6 @@ def predict_slices(
     finally:
         torch.random.set_rng_state(generator_state)
     return torch.cat(means).numpy(), torch.cat(variances).numpy()
-
-
-@dataclass
-class VolumePrediction:
-    """On the volume's (K, J, I) grid: mean probability, mask (probability ≥ 0.5), variance over z samples."""
-
-    probability: np.ndarray
-    mask: np.ndarray
-    variance: np.ndarray
-    probabilistic: bool
-    samples: int
 
 
 def predict_volume(trained: TrainedModel, volume: Volume, n_samples: int | None = None) -> VolumePrediction:

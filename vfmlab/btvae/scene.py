@@ -9,7 +9,7 @@ import numpy as np
 from vfmlab import mrml
 from vfmlab.errors import InputError
 
-from .inference import VolumePrediction
+from .prediction import VolumePrediction
 
 # Heat colour maps a scene from the Slicer application or the slicer-core wheel has; first found wins.
 UNCERTAINTY_COLORS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLPETProceduralColorNodePET-Heat",

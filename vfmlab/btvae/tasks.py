@@ -1,4 +1,4 @@
-"""Background job tasks ``btvae-train`` and ``btvae-study`` (start them with ``module=TASK_MODULE``).
+"""Background job tasks ``btvae-train``, ``btvae-predict`` and ``btvae-study`` (start them with ``module=TASK_MODULE``).
 
 Params are JSON: ``sources`` (``[{"volume": P, "labels": P} | {"folder": P}]``), ``label``,
 ``config`` (:meth:`TrainConfig.to_dict`), ``out`` (run or study folder), ``threads`` (torch CPU
@@ -18,6 +18,7 @@ from .config import TrainConfig
 TASK_MODULE = "vfmlab.btvae.tasks"
 TRAIN_TASK = "btvae-train"
 STUDY_TASK = "btvae-study"
+PREDICT_TASK = "btvae-predict"
 
 
 def train_job_params(
@@ -51,6 +52,24 @@ def train_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     if not metrics.get("stopped"):
         reporter.artifact("model", out / MODEL_FILE)
     return {"run_dir": str(out), "metrics": metrics}
+
+
+@register_task(PREDICT_TASK)
+def predict_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Segment ``volume`` with the trained run ``run_dir`` (``samples`` draws of z, optional) and write the
+    prediction's maps into ``out`` (:class:`vfmlab.btvae.prediction.VolumePrediction` reads them back)."""
+    from vfmlab.volume_io import read_volume
+
+    from .checkpoint import load_trained
+    from .inference import predict_volume
+
+    _set_threads(params)
+    trained = load_trained(params["run_dir"])
+    volume = read_volume(params["volume"])
+    reporter.progress(0.1, f"segmenting {volume.array.shape[0]} slices")
+    prediction = predict_volume(trained, volume, params.get("samples"))
+    out = prediction.save(params["out"], volume, name=trained.name, label=str(trained.label))
+    return {"out": str(out), "name": trained.name, "label": str(trained.label), "voxels": int(prediction.mask.sum())}
 
 
 @register_task(STUDY_TASK)

@@ -14,6 +14,7 @@ from .checkpoints import dvr_run
 from .config import TrainConfig
 
 TRAIN_TASK = "dvr-train"
+VIEW_TASK = "dvr-view"
 TASK_MODULE = __name__
 
 
@@ -28,6 +29,31 @@ def dvr_train_task(params: dict, reporter: Reporter) -> dict:
 
     reporter.log(f"DeepDVR training in {run_dir}")
     return train(config, run_dir, reporter, resume=bool(params.get("resume")))
+
+
+@register_task(VIEW_TASK)
+def dvr_view_task(params: dict, reporter: Reporter) -> dict:
+    """Background job: render one camera view with a trained run (its best checkpoint) into a PNG.
+
+    ``params`` = ``{"run_dir", "record": CameraRecord fields, "height", "out": PNG path, "volume": path or None}``
+    (no volume: the one the run was trained on).
+    """
+    from dataclasses import fields
+
+    from ..cameras import CameraRecord
+    from .captures import write_image
+    from .inference import TrainedRun, read_volume_for
+
+    known = {field.name for field in fields(CameraRecord)}
+    record = CameraRecord(**{key: value for key, value in params["record"].items() if key in known})
+    height = int(params["height"])
+    if height < 8:
+        raise InputError(f"a view of {height} rows is too small to render; use 8 or more")
+    run = TrainedRun.load(params["run_dir"])
+    volume = read_volume_for(run, params.get("volume"))
+    reporter.progress(0.1, "rendering")
+    image = run.render(volume, [record], height, background=run.training_set().capture.background)[0]
+    return {"image": str(write_image(params["out"], image))}
 
 
 def start_background(run_dir: str | Path, config: TrainConfig | None, resume: bool = False, python: str | None = None):

@@ -16,7 +16,7 @@ import slicer
 import vtk
 
 from ..cameras import CameraRecord
-from ..dvr.transfer_functions import PiecewiseTF
+from ..dvr.piecewise_tf import PiecewiseTF
 from ..errors import InputError
 from ..volume import Volume
 from . import volume_rendering as vr
