@@ -54,6 +54,7 @@ class PromptSegmentSection:
         self.waiter = ClientWaiter(self.link, qt.QTimer())
         self.waiter.on_waiting = lambda: setattr(self.ui.segStatusLabel, "text", "Starting the model server...")
         self.session = self.session_key = self.operation = None
+        self.models_listed_by = None  # the URL of the server whose models the combo shows
         self.finetune_process = None
         self.observed_segmentation = None
         self.observations = []
@@ -208,14 +209,17 @@ class PromptSegmentSection:
                 raise ValueError("select the volume to segment")
             self.viewAxisAndCentre()  # an oblique view is refused before the server is asked
             self.setBusy(True, "Connecting to the model server...")
-            first_use = self.link.connection.local is None and not self.link.settings.url
-            self.waiter.request(lambda client: self.segmentWith(client, propagate, first_use), self.onServerFailed)
+            self.waiter.request(lambda client: self.segmentWith(client, propagate), self.onServerFailed)
 
-    def segmentWith(self, client, propagate: bool, list_models: bool) -> None:
+    def segmentWith(self, client, propagate: bool) -> None:
         self.ui.segServerStatusLabel.text = self.link.describe()
         try:
-            if list_models:
+            if client.url != self.models_listed_by:  # a server not asked yet: its models and weights
+                chosen = self.ui.segModelComboBox.currentText
                 self.listModels(client)
+                self.models_listed_by = client.url
+                if self.ui.segModelComboBox.currentText != chosen:
+                    raise ValueError(f"the model server has no model '{chosen}'; choose one of its models")
             if self.operation is not None:  # an encode-ahead: the server keeps what it encoded
                 client.cancel_operation(self.operation.id)
                 self.operation = None
@@ -295,12 +299,12 @@ class PromptSegmentSection:
 
     def encodeAhead(self, slices) -> None:
         """Encode the neighbouring slices on the server while the user looks; the next prompt answers at once."""
-        axis, _ = self.viewAxisAndCentre()
         neighbours = [slices[0] - 1, slices[1] + 1, slices[0] - 2, slices[1] + 2]
         try:
+            axis, _ = self.viewAxisAndCentre()
             self.operation = FollowedOperation(self.session.encode_ahead(axis, neighbours), "encoding")
             self.pollTimer.start()
-        except ServerError:
+        except (ServerError, ValueError):
             self.operation = None  # only a speed-up: the next prompt encodes its slice itself
 
     def onCancel(self) -> None:
