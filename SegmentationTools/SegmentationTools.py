@@ -100,6 +100,13 @@ class SegmentationToolsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
         self.sections = [PromptSegmentSection(self.layout), BTVAESection(self.layout)]
         self.layout.addStretch(1)
+        self.bindSections()
+
+    def bindSections(self) -> None:
+        """Each section keeps its settings in this module's parameter node (saved with the scene)."""
+        node = self._parameterNode.parameterNode if self._parameterNode else None
+        for section in self.sections:
+            section.setParameterNode(node)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -134,6 +141,7 @@ class SegmentationToolsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._parameterNode:
             # Widgets with the "SlicerParameterName" property in the .ui file follow the parameter node.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+        self.bindSections()
 
     def onImportLabelMap(self) -> None:
         volumeNode = self._parameterNode.inputVolume if self._parameterNode else None
@@ -215,6 +223,8 @@ class SegmentationToolsTest(ScriptedLoadableModuleTest):
         self.test_importSampleLabels()
         self.setUp()
         self.test_importRefusesLabelsOnAnotherGrid()
+        self.setUp()
+        self.test_sectionsThroughModelServer()
 
     def _loadSampleVolume(self):
         import VFMVolumeLabLib
@@ -250,3 +260,26 @@ class SegmentationToolsTest(ScriptedLoadableModuleTest):
             SegmentationToolsLogic().importLabelMapFile(path, volumeNode)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
         self.delayDisplay("Test passed")
+
+    def test_sectionsThroughModelServer(self):
+        """Segment and propagate with LiteMedSAM, then train and predict a small BT-VAE, on the model server
+        (local, or the one configured in the module)."""
+        import tempfile
+
+        import VFMVolumeLabLib
+        VFMVolumeLabLib.ensure_vfmlab_importable()
+        from SegmentationToolsLib import self_tests
+        from VFMVolumeLabLib import dependencies
+        from VFMVolumeLabLib.server_link import shared_link
+
+        if dependencies.missing_packages():
+            self.delayDisplay("Skipped the model-server checks: install the Python dependencies first")
+            return
+        self.delayDisplay("Starting the model server")
+        client = shared_link().connection.wait_client()
+        segmented = self_tests.segment_and_propagate(slicer.mrmlScene, client)
+        self.delayDisplay(f"Right kidney propagated from one box: Dice {segmented['dice']:.3f}")
+        slicer.mrmlScene.Clear()
+        folder = Path(tempfile.mkdtemp(prefix="SegmentationToolsSelfTest-", dir=slicer.app.temporaryPath))
+        predicted = self_tests.btvae_predict(slicer.mrmlScene, client, folder)
+        self.delayDisplay(f"BT-VAE trained and predicted on the server: liver Dice {predicted['dice']:.3f}")

@@ -126,14 +126,23 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from VFMVolumeLabLib.probe_widget import ProbeSection
 
         self.probeSection = ProbeSection(self.layout)
-        # A DeepDVR training run outlives the module (its run folder records it), so it has no cleanup.
         self.deepDVRSection = DeepDVRSection(self.layout)
         self.layout.addStretch(1)
+        self.bindSections()
+
+    def sections(self) -> list:
+        return [section for section in (self.probeSection, self.deepDVRSection) if section is not None]
+
+    def bindSections(self) -> None:
+        """Each section keeps its settings in this module's parameter node (saved with the scene)."""
+        node = self._parameterNode.parameterNode if self._parameterNode else None
+        for section in self.sections():
+            section.setParameterNode(node)
 
     def cleanup(self) -> None:
         self.removeObservers()
-        if self.probeSection:
-            self.probeSection.cleanup()
+        for section in self.sections():
+            section.cleanup()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -165,6 +174,7 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # Widgets with the "SlicerParameterName" property in the .ui file follow the parameter node.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGeometry)
+        self.bindSections()
         self.updateGeometry()
 
     def updateGeometry(self, caller=None, event=None) -> None:
@@ -245,6 +255,8 @@ class VFMVolumeLabTest(ScriptedLoadableModuleTest):
         self.test_geometryText()
         self.setUp()
         self.test_sampleDataRegistration()
+        self.setUp()
+        self.test_sectionsThroughModelServer()
 
     def test_loadSampleWithSegmentation(self):
         self.delayDisplay("Loading the sample CT with its organ segmentation")
@@ -276,3 +288,25 @@ class VFMVolumeLabTest(ScriptedLoadableModuleTest):
         volumeNode = SampleData.SampleDataLogic().downloadSample("VFMSampleCT")
         self.assertEqual(volumeNode.GetImageData().GetDimensions(), (122, 101, 112))
         self.delayDisplay("Test passed")
+
+    def test_sectionsThroughModelServer(self):
+        """Probe one capture and train DeepDVR for two epochs as jobs on the model server (local, or the
+        one configured in the module), with the application's volume rendering."""
+        import tempfile
+        from pathlib import Path
+
+        from VFMVolumeLabLib import dependencies, self_tests
+        from VFMVolumeLabLib.server_link import shared_link
+
+        if dependencies.missing_packages():
+            self.delayDisplay("Skipped the model-server checks: install the Python dependencies first")
+            return
+        self.delayDisplay("Starting the model server")
+        client = shared_link().connection.wait_client()
+        folder = Path(tempfile.mkdtemp(prefix="VFMVolumeLabSelfTest-", dir=slicer.app.temporaryPath))
+        renderingLogic = slicer.modules.volumerendering.logic()
+        probed = self_tests.probe_one_capture(slicer.mrmlScene, client, folder / "probe", renderingLogic)
+        self.delayDisplay(f"Probed one capture: {probed['heads']} LiteMedSAM heads")
+        slicer.mrmlScene.Clear()
+        trained = self_tests.deepdvr_two_epochs(slicer.mrmlScene, client, folder / "dvr", renderingLogic)
+        self.delayDisplay(f"DeepDVR, two epochs: validation SSIM {trained['best_val_ssim']:.3f}")

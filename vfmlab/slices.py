@@ -67,6 +67,13 @@ class SliceStack:
                 out = np.flip(out, axis=dim)
         return out
 
+    def volume_mask(self, shape: tuple[int, int, int], index: int, slice_mask: np.ndarray) -> np.ndarray:
+        """A bool ``(K, J, I)`` mask of ``shape`` holding ``slice_mask`` (as :meth:`view` shows it) on slice
+        ``index`` and nothing elsewhere."""
+        mask = np.zeros(shape, bool)
+        self.view(mask)[index] = slice_mask
+        return mask
+
     def voxel_to_slice(self, kji: np.ndarray) -> np.ndarray:
         """``(N, 3)`` integer ``(k, j, i)`` voxel indices → ``(N, 3)`` ``(slice, row, col)``."""
         kji = np.atleast_2d(np.asarray(kji))

@@ -1,9 +1,9 @@
 """BT-VAE section of Segmentation Tools, without Qt: MRML nodes ⇄ :mod:`vfmlab.btvae`.
 
-Training runs as a background job (``btvae-train``): the volume and the chosen segment are written
-into the run folder first, because the job is another process. Prediction runs here (it takes
-seconds) and lands in the scene as a new segment plus an uncertainty volume beside it.
-Heavy modules (torch, monai) are imported inside the functions that need them.
+Training (``btvae-train``) and prediction (``btvae-predict``) run as jobs on the model server: the volume
+and the chosen segment are sent to it, the run is mirrored into the run folder chosen here (metrics and
+summaries; the model stays on the server), and a prediction's maps come back and land in the scene as a
+new segment plus an uncertainty volume beside it. No model code runs in Slicer's process.
 """
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from typing import Any, Optional
 from vfmlab.btvae.config import TrainConfig
 from vfmlab.btvae.registry import DEFAULT_MODEL
 
+from VFMVolumeLabLib.section_logic import SectionLogic
+
+TRAINING, PREDICTION = "training", "prediction"
+MIRRORED_RUN = ("*.json", "*.jsonl", "job.log")  # metrics and summaries; the model stays on the server
+MIRRORED_PREDICTION = ("*.nrrd", "*.json")
 METRIC_LABELS = (
     ("dice", "Dice"), ("iou", "IoU"), ("precision", "Precision"), ("recall", "Recall"),
     ("fp_rate", "False-positive rate (negative slices)"), ("fp_pixels", "False-positive pixels per negative slice"), ("slices", "Held-back slices"),
@@ -53,33 +58,21 @@ class TrainingSettings:
         return config
 
 
-@dataclass
-class TrainingJob:
-    """Arguments of ``vfmlab.jobs.Job.start`` / ``BackgroundProcess`` for one training run."""
+class BTVAELogic(SectionLogic):
+    """Training and prediction jobs of one panel (one of each at a time)."""
 
-    task: str
-    params: dict[str, Any]
-    module: str
-    workdir: Path
+    def start_training(self, client, volume_node, segmentation_node, segment_id: str, run_dir: str | Path,
+                       settings: TrainingSettings, threads: Optional[int] = None, **callbacks):
+        """Train on the segment (as label 1) on ``client``'s server, mirrored into ``run_dir``; returns the
+        :class:`JobFollower` (``callbacks``: ``on_progress``, ``on_done``).
 
-
-class BTVAELogic:
-    def __init__(self, scene):
-        self.scene = scene
-
-    def training_job(
-        self, volume_node, segmentation_node, segment_id: str, run_dir: str | Path, settings: TrainingSettings,
-        threads: Optional[int] = None,
-    ) -> TrainingJob:
-        """Write the volume and the segment (as label 1) into ``run_dir/inputs`` and describe the job.
-
-        Raises :class:`vfmlab.errors.InputError` for a missing input or an empty segment; nothing is
-        written then.
+        Raises :class:`vfmlab.errors.InputError` for a missing input or an empty segment; nothing is sent
+        or written then.
         """
         from vfmlab.btvae.registry import get_spec
-        from vfmlab.btvae.tasks import TASK_MODULE, TRAIN_TASK, train_job_params
+        from vfmlab.btvae.tasks import TRAIN_TASK, train_job_params
+        from vfmlab.client.jobs import ServerJob, volume_reference
         from vfmlab.errors import InputError
-        from vfmlab.volume_io import write_volume
         from vfmlab.mrml import segment_mask, volume_from_node
 
         if volume_node is None or segmentation_node is None or not segment_id:
@@ -90,28 +83,28 @@ class BTVAELogic:
         mask = segment_mask(segmentation_node, segment_id, volume_node)
         if not mask.any():
             raise InputError(f"segment '{segment_id}' is empty: there is nothing to learn from")
-        run_dir = Path(run_dir)
-        inputs = run_dir / "inputs"
-        volume_path = write_volume(volume, inputs / "volume.nrrd")
-        labels_path = write_volume(volume.with_array(mask.astype("uint8")), inputs / "labels.nrrd")
+        sources = [{"volume": volume_reference(client, volume),
+                    "labels": volume_reference(client, volume.with_array(mask.astype("uint8")))}]
+        params = train_job_params("run:.", sources, "1", settings.model, config, threads)
         name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+        inputs = Path(run_dir) / "inputs"
+        inputs.mkdir(parents=True, exist_ok=True)
         (inputs / "segment.json").write_text(json.dumps({"segment_name": name}), encoding="utf-8")
-        params = train_job_params(run_dir, [{"volume": volume_path, "labels": labels_path}], "1",
-                                  settings.model, config, threads)
-        return TrainingJob(TRAIN_TASK, params, TASK_MODULE, run_dir)
+        return self.follow(TRAINING, lambda: ServerJob.start(client, TRAIN_TASK, params, run_dir, MIRRORED_RUN),
+                           **callbacks)
 
-    def start_training(self, job: TrainingJob, resume: bool = False, **kwargs):
-        """Start the job process (returns a :class:`vfmlab.jobs.Job`); the panel uses ``BackgroundProcess``."""
-        from vfmlab.jobs import Job
+    def resume_training(self, client, run_dir: str | Path, **callbacks):
+        """Continue a stopped training run from its last checkpoint, on the server that trained it."""
+        from vfmlab.client.jobs import ServerJob
 
-        return Job.start(job.task, job.params, job.workdir, module=job.module, resume=resume, **kwargs)
+        return self.follow(TRAINING, lambda: ServerJob.resume(client, run_dir, MIRRORED_RUN), **callbacks)
 
     @staticmethod
     def read_metrics(run_dir: str | Path) -> Optional[dict[str, Any]]:
-        """Held-back metrics of a finished run, or None."""
-        from vfmlab.btvae.run_folder import finished_summary
+        """Held-back metrics of a finished run (its mirrored summary), or None."""
+        from vfmlab.btvae.run_folder import btvae_run
 
-        return finished_summary(run_dir)
+        return btvae_run(run_dir).summary()
 
     @staticmethod
     def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
@@ -129,27 +122,25 @@ class BTVAELogic:
         path = Path(run_dir) / "inputs" / "segment.json"
         return json.loads(path.read_text(encoding="utf-8")).get("segment_name") if path.is_file() else None
 
-    def prediction_job(self, run_dir: str | Path, volume_node, samples: Optional[int] = None) -> TrainingJob:
-        """Write the volume into a new folder of ``run_dir/predictions`` and describe the ``btvae-predict`` job
-        (the model runs in the job's process, never in Slicer's)."""
+    def start_prediction(self, client, run_dir: str | Path, volume_node, samples: Optional[int] = None, **callbacks):
+        """Segment the volume with the trained run on the server that trained it; the maps come back into a new
+        folder of ``run_dir/predictions`` and ``on_done("finished", outcome)`` gets their ``out`` there
+        (for :meth:`add_prediction`). Returns the :class:`JobFollower`."""
         import tempfile
 
-        from vfmlab.btvae.run_folder import MODEL_FILE
-        from vfmlab.btvae.tasks import PREDICT_TASK, TASK_MODULE
+        from vfmlab.btvae.tasks import PREDICT_TASK
+        from vfmlab.client.jobs import ServerJob, run_reference, volume_reference
         from vfmlab.errors import InputError
         from vfmlab.mrml import volume_from_node
-        from vfmlab.volume_io import write_volume
 
         if volume_node is None:
             raise InputError("select the volume to segment first")
-        if not (Path(run_dir) / MODEL_FILE).is_file():
-            raise InputError(f"{run_dir} holds no trained model ({MODEL_FILE}); train one, or pick a finished run")
+        params = {"run_dir": run_reference(client, run_dir), "out": "run:.", "samples": samples,
+                  "volume": volume_reference(client, volume_from_node(volume_node))}
         (Path(run_dir) / "predictions").mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="prediction-", dir=Path(run_dir) / "predictions"))
-        volume_path = write_volume(volume_from_node(volume_node), folder / "volume.nrrd")
-        params = {"run_dir": str(Path(run_dir).resolve()), "volume": str(volume_path), "out": str(folder),
-                  "samples": samples}
-        return TrainingJob(PREDICT_TASK, params, TASK_MODULE, folder / "job")
+        return self.follow(PREDICTION, lambda: ServerJob.start(client, PREDICT_TASK, params, folder,
+                                                               MIRRORED_PREDICTION), **callbacks)
 
     def add_prediction(self, run_dir: str | Path, outcome: dict[str, Any], volume_node, segmentation_node=None,
                        segment_name: Optional[str] = None, uncertainty: bool = True):

@@ -5,93 +5,116 @@ Mount it from the module widget's ``setup()``::
     from SegmentationToolsLib.btvae_widget import BTVAESection
     self.btvaeSection = BTVAESection(self.layout)
 
-and call ``self.btvaeSection.cleanup()`` from the widget's ``cleanup()``.
+and call ``self.btvaeSection.cleanup()`` from the widget's ``cleanup()``. Training and prediction run as
+jobs on the model server.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import qt
 import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
+
+from vfmlab.btvae.config import SLICE_AXES
+from vfmlab.btvae.registry import MODEL_NAMES
 
 from SegmentationToolsLib.btvae_logic import BTVAELogic, TrainingSettings
+from VFMVolumeLabLib.section_widget import Section
 
-UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "BTVAE.ui"
+_DEFAULTS = TrainingSettings()
 
 
-class BTVAESection:
+@parameterNodeWrapper
+class BTVAEParameters:
+    """The section's settings, saved with the scene; defaults are :class:`TrainingSettings`' (the CPU run's)."""
+
+    btvaeVolume: vtkMRMLScalarVolumeNode
+    btvaeRunDirectory: Annotated[Path, Default(Path(tempfile.gettempdir()) / "BTVAE" / "run")]
+    btvaeModel: Annotated[str, Choice(list(MODEL_NAMES)), Default(_DEFAULTS.model)]
+    btvaeRatio: Annotated[float, Default(_DEFAULTS.ratio)]
+    btvaeAxis: Annotated[str, Choice(list(SLICE_AXES)), Default(_DEFAULTS.axis)]
+    btvaeSize: Annotated[int, Default(_DEFAULTS.image_size)]
+    btvaePretrainEpochs: Annotated[int, Default(_DEFAULTS.pretrain_epochs)]
+    btvaePretrainLr: Annotated[float, Default(_DEFAULTS.pretrain_lr)]
+    btvaeEpochs: Annotated[int, Default(_DEFAULTS.epochs)]
+    btvaeFinetuneLr: Annotated[float, Default(_DEFAULTS.finetune_lr)]
+    btvaeBatchSize: Annotated[int, Default(_DEFAULTS.batch_size)]
+    btvaeSamples: Annotated[int, Default(_DEFAULTS.samples)]
+    btvaeShowUncertainty: Annotated[bool, Default(True)]
+    btvaeUncertaintyOpacity: Annotated[float, Default(0.5)]
+
+
+class BTVAESection(Section):
     """Inputs, ratio, stage settings, Train / Resume / Cancel, progress, metrics table, Predict."""
 
-    def __init__(self, parent_layout, scene=None):
-        import VFMVolumeLabLib
+    UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "BTVAE.ui"
+    PARAMETERS = BTVAEParameters
+    PARAMETER_PREFIX = "BTVAE"
 
-        VFMVolumeLabLib.ensure_vfmlab_importable()
-        self.scene = scene or slicer.mrmlScene
-        self.logic = BTVAELogic(self.scene)
-        self.process = None
-        self.predictProcess = None
-        self.widget = slicer.util.loadUI(str(UI_FILE))
-        parent_layout.addWidget(self.widget)
-        self.ui = slicer.util.childWidgetVariables(self.widget)
-        self.widget.setMRMLScene(self.scene)
-        self.ui.btvaeRunDirectoryButton.directory = str(Path(slicer.app.temporaryPath) / "BTVAE" / "run")
+    def __init__(self, parent_layout, scene=None, link=None) -> None:
+        super().__init__(parent_layout, scene, link)
         self.ui.btvaeMetricsTable.setHorizontalHeaderLabels(["Metric", "Value"])
         self.ui.btvaeMetricsTable.horizontalHeader().setStretchLastSection(True)
         self.ui.btvaeTrainButton.connect("clicked(bool)", lambda: self.onTrain(resume=False))
         self.ui.btvaeResumeButton.connect("clicked(bool)", lambda: self.onTrain(resume=True))
         self.ui.btvaeCancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.btvaePredictButton.connect("clicked(bool)", self.onPredict)
-        self.ui.btvaeRunDirectoryButton.connect("directoryChanged(QString)", lambda _: self.showMetrics())
+        self.ui.btvaeRunDirectoryButton.connect("directoryChanged(QString)",
+                                                lambda _: self.parameters is not None and self.showMetrics())
         self.ui.btvaeUncertaintyOpacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
-        self.showMetrics()
 
-    def cleanup(self) -> None:
-        for process in (self.process, self.predictProcess):
-            if process is not None and process.is_running:
-                process.cancel()
+    def createLogic(self):
+        return BTVAELogic(self.scene)
+
+    def setParameterNode(self, node) -> None:
+        super().setParameterNode(node)
+        if self.parameters is not None:
+            self.showMetrics()
 
     def runDirectory(self) -> Path:
-        return Path(self.ui.btvaeRunDirectoryButton.directory)
+        return Path(self.parameters.btvaeRunDirectory)
 
     def settings(self) -> TrainingSettings:
+        p = self.parameters
         return TrainingSettings(
-            model=self.ui.btvaeModelComboBox.currentText,
-            ratio=float(self.ui.btvaeRatioSpinBox.value),
-            axis=self.ui.btvaeAxisComboBox.currentText,
-            image_size=int(self.ui.btvaeSizeSpinBox.value),
-            pretrain_epochs=int(self.ui.btvaePretrainEpochsSpinBox.value),
-            pretrain_lr=float(self.ui.btvaePretrainLrSpinBox.value),
-            epochs=int(self.ui.btvaeEpochsSpinBox.value),
-            finetune_lr=float(self.ui.btvaeFinetuneLrSpinBox.value),
-            batch_size=int(self.ui.btvaeBatchSizeSpinBox.value),
-            samples=int(self.ui.btvaeSamplesSpinBox.value),
+            model=p.btvaeModel, ratio=p.btvaeRatio, axis=p.btvaeAxis, image_size=p.btvaeSize,
+            pretrain_epochs=p.btvaePretrainEpochs, pretrain_lr=p.btvaePretrainLr, epochs=p.btvaeEpochs,
+            finetune_lr=p.btvaeFinetuneLr, batch_size=p.btvaeBatchSize, samples=p.btvaeSamples,
         )
 
     def onTrain(self, resume: bool) -> None:
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+        from SegmentationToolsLib.btvae_logic import TRAINING
 
-        if self.process is not None and self.process.is_running:
+        if self.logic.running(TRAINING) or self.parameters is None:
             return
-        with slicer.util.tryWithErrorDisplay("Could not start training.", waitCursor=True):
-            job = self.logic.training_job(
-                self.ui.btvaeVolumeSelector.currentNode(),
-                self.ui.btvaeSegmentSelector.currentNode(),
-                self.ui.btvaeSegmentSelector.currentSegmentID(),
-                self.runDirectory(),
-                self.settings(),
-            )
-            self.process = BackgroundProcess(
-                job.task, job.params, job.workdir, module=job.module, resume=resume,
-                on_progress=self.onProgress, on_done=self.onDone,
-            )
-            self.process.start()
+        callbacks = {"on_progress": self.onProgress, "on_done": self.onDone}
+        volumeNode, runDir, settings = self.parameters.btvaeVolume, self.runDirectory(), self.settings()
+        segmentationNode = self.ui.btvaeSegmentSelector.currentNode()
+        segmentId = self.ui.btvaeSegmentSelector.currentSegmentID()
+
+        def start(client) -> None:
+            if resume:
+                self.logic.resume_training(client, runDir, **callbacks)
+            else:
+                self.logic.start_training(client, volumeNode, segmentationNode, segmentId, runDir, settings,
+                                          **callbacks)
             self.setRunning(True)
             self.ui.btvaeStatusLabel.text = "Resuming training..." if resume else "Training..."
 
+        self.ui.btvaeStatusLabel.text = "Sending the volume and the segment to the model server..."
+        self.withServer(start, "Starting the training")
+
     def onCancel(self) -> None:
-        if self.process is not None:
-            self.process.cancel()
+        from SegmentationToolsLib.btvae_logic import PREDICTION, TRAINING
+
+        if self.logic.running(TRAINING):
             self.ui.btvaeStatusLabel.text = "Cancelling... (Resume continues from the last checkpoint)"
+        self.logic.cancel(TRAINING)
+        self.logic.cancel(PREDICTION)
 
     def onProgress(self, fraction: float, message: str) -> None:
         self.ui.btvaeProgressBar.value = int(round(fraction * 1000))
@@ -124,19 +147,19 @@ class BTVAESection:
             table.setItem(row, 1, qt.QTableWidgetItem(value))
 
     def onPredict(self) -> None:
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+        from SegmentationToolsLib.btvae_logic import PREDICTION
 
-        if self.predictProcess is not None and self.predictProcess.is_running:
+        if self.logic.running(PREDICTION) or self.parameters is None:
             return
-        volumeNode = self.ui.btvaeVolumeSelector.currentNode()
-        runDir = self.runDirectory()
-        with slicer.util.tryWithErrorDisplay("Could not start the prediction.", waitCursor=True):
-            job = self.logic.prediction_job(runDir, volumeNode, samples=int(self.ui.btvaeSamplesSpinBox.value))
-            self.predictProcess = BackgroundProcess(
-                job.task, job.params, job.workdir, module=job.module, on_progress=self.onProgress,
-                on_done=lambda state, outcome: self.onPredicted(state, outcome, runDir, volumeNode))
-            self.predictProcess.start()
+        volumeNode, runDir, samples = self.parameters.btvaeVolume, self.runDirectory(), self.parameters.btvaeSamples
+
+        def start(client) -> None:
+            self.logic.start_prediction(client, runDir, volumeNode, samples=samples, on_progress=self.onProgress,
+                                        on_done=lambda state, outcome: self.onPredicted(state, outcome, runDir,
+                                                                                         volumeNode))
             self.ui.btvaeStatusLabel.text = "Segmenting the volume..."
+
+        self.withServer(start, "Starting the prediction")
 
     def onPredicted(self, state: str, outcome, runDir, volumeNode) -> None:
         if state != "finished":
@@ -147,7 +170,7 @@ class BTVAESection:
         with slicer.util.tryWithErrorDisplay("Could not add the prediction.", waitCursor=True):
             nodes = self.logic.add_prediction(runDir, outcome, volumeNode, self.ui.btvaeSegmentSelector.currentNode())
             self.ui.btvaeSegmentSelector.setCurrentNode(nodes.segmentation_node)
-            if nodes.uncertainty_node is not None and self.ui.btvaeShowUncertaintyCheckBox.checked:
+            if nodes.uncertainty_node is not None and self.parameters.btvaeShowUncertainty:
                 self.showUncertainty(volumeNode, nodes.uncertainty_node)
             self.ui.btvaeStatusLabel.text = (
                 "Prediction added as a new segment"
@@ -161,7 +184,7 @@ class BTVAESection:
         layout_manager = slicer.app.layoutManager()
         self.uncertaintyView = working_view(layout_manager, volumeNode)
         show_in_slice_view(layout_manager, self.uncertaintyView, background=volumeNode, foreground=uncertaintyNode,
-                           foreground_opacity=float(self.ui.btvaeUncertaintyOpacitySlider.value), fit=False)
+                           foreground_opacity=self.parameters.btvaeUncertaintyOpacity, fit=False)
 
     def onOpacityChanged(self, value: float) -> None:
         from VFMVolumeLabLib.views import show_in_slice_view

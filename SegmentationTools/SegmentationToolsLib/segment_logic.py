@@ -88,8 +88,8 @@ class SegmentSession:
         from vfmlab.slices import SliceStack
 
         answer = self._on_server(lambda: self.client.segment(*self._prompt_args(slice_prompt)))
-        mask = np.zeros(self.volume.array.shape, bool)
-        SliceStack.of(self.volume, slice_prompt.axis).view(mask)[slice_prompt.index] = answer.mask
+        mask = SliceStack.of(self.volume, slice_prompt.axis).volume_mask(self.volume.array.shape, slice_prompt.index,
+                                                                         answer.mask)
         return mask, SegmentResult("", (slice_prompt.index, slice_prompt.index), answer.iou)
 
     def start_propagation(self, slice_prompt, rules: Optional[dict] = None) -> str:
@@ -190,29 +190,3 @@ def metrics_rows(client: ModelClient, volume_node, segmentation_node, segment_id
         reference = mrml.segment_mask(reference_node, reference_id, volume_node)
         rows.append({"segment": names[segment_id], **client.metrics(prediction, reference, ijk_to_ras)})
     return rows
-
-
-def panel_finetune_config(epochs: int, train_decoder: bool) -> dict:
-    """The panel's fine-tuning settings: mini-batches of 4 with a cosine decay, and the learning rate that
-    worked for each choice in ``bench/segment_bench.py`` (the whole decoder needs a smaller one)."""
-    return {"epochs": epochs, "train_decoder": train_decoder, "batch_size": 4, "cosine_schedule": True,
-            "learning_rate": 3e-4 if train_decoder else 3e-3}
-
-
-def finetune_job_params(volume_node, segmentation_node, segment_ids: list[str], run_dir, config: dict,
-                        register_as: str | None = None) -> dict:
-    """Write the volume and the chosen segments as files in ``run_dir`` and return the
-    ``segment-finetune`` job's parameters (the job runs in its own process, away from the scene)."""
-    from pathlib import Path
-
-    from vfmlab import mrml
-    from vfmlab.volume_io import write_volume
-
-    run_dir = Path(run_dir)
-    volume = mrml.volume_from_node(volume_node)
-    labels, names = mrml.labels_from_segmentation(segmentation_node, volume_node, segment_ids)
-    volume_file = write_volume(volume, run_dir / "volume.nrrd")
-    labels_file = write_volume(volume.with_array(labels.astype(np.int16)), run_dir / "labels.nrrd")
-    segments = {name: value for value, name in names.items()}
-    return {"volume": str(volume_file), "labels": str(labels_file), "run_dir": str(run_dir / "training"),
-            "config": {**config, "segments": segments}, "register_as": register_as}

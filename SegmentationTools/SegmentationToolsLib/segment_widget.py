@@ -3,8 +3,8 @@
 
 No model code and no worker thread run in Slicer: a prompt is one short request to the server, and a
 propagation or encode-ahead is an operation on the server that a timer polls. The scene is only changed
-here, on the main thread. Fine-tuning runs as a background process. Mount from the module widget's
-``setup()``::
+here, on the main thread. Fine-tuning (:mod:`finetune_widget`) runs as a job on the server. Mount from
+the module widget's ``setup()``::
 
     from SegmentationToolsLib.segment_widget import PromptSegmentSection
     self.promptSection = PromptSegmentSection(self.layout)
@@ -15,15 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
 import qt
 import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
 
 from vfmlab.client import ServerError
-from vfmlab.segment.config import SegmentConfig
+from vfmlab.segment.config import SegmentConfig, SegmenterFinetuneConfig
 
-UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "PromptSegment.ui"
-MODES = ("new", "replace", "add", "subtract")  # in the order of segModeComboBox's items
+from VFMVolumeLabLib.section_widget import Section
+
+MODES = {"new segment": "new", "replace selected": "replace", "add to selected": "add",
+         "subtract from selected": "subtract"}  # segModeComboBox's items -> SegmentSession.write's modes
 PROMPT_NODES = (("vtkMRMLMarkupsFiducialNode", "SAM inside", (0.1, 0.8, 0.2)),
                 ("vtkMRMLMarkupsFiducialNode", "SAM outside", (0.9, 0.1, 0.1)),
                 ("vtkMRMLMarkupsROINode", "SAM box", (1.0, 0.8, 0.1)))
@@ -38,26 +43,34 @@ class FollowedOperation:
     view: str = ""  # the slice view the user prompted in
 
 
-class PromptSegmentSection:
+@parameterNodeWrapper
+class PromptSegmentParameters:
+    """The section's settings, saved with the scene (the model list is the server's, so it is not stored)."""
+
+    segVolume: vtkMRMLScalarVolumeNode
+    segSegmentation: Optional[vtkMRMLSegmentationNode]
+    segView: Annotated[str, Choice(["Red", "Yellow", "Green"]), Default("Red")]
+    segName: Annotated[str, Default("segment")]
+    segMode: Annotated[str, Choice(list(MODES)), Default("new segment")]
+    segRange: Annotated[int, Default(0)]  # slices each way to propagate; 0: until the organ ends
+    segFinetuneEpochs: Annotated[int, Default(SegmenterFinetuneConfig.epochs)]
+    segFinetuneDecoder: Annotated[bool, Default(True)]
+    segFinetuneName: Annotated[str, Default("my_hq_litemedsam")]
+
+
+class PromptSegmentSection(Section):
+    UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "PromptSegment.ui"
+    PARAMETERS = PromptSegmentParameters
+    PARAMETER_PREFIX = "PromptSegment"
+
     def __init__(self, parent_layout, scene=None, link=None):
-        import VFMVolumeLabLib
+        from SegmentationToolsLib.finetune_widget import FinetunePart
 
-        VFMVolumeLabLib.ensure_vfmlab_importable()
-        from VFMVolumeLabLib.server_link import ClientWaiter, shared_link
-
-        self.scene = scene or slicer.mrmlScene
-        self.widget = slicer.util.loadUI(str(UI_FILE))
-        parent_layout.addWidget(self.widget)
-        self.ui = slicer.util.childWidgetVariables(self.widget)
-        self.widget.setMRMLScene(self.scene)
-        self.link = link or shared_link()
-        self.waiter = ClientWaiter(self.link, qt.QTimer())
+        super().__init__(parent_layout, scene, link)
         self.waiter.on_waiting = lambda: setattr(self.ui.segStatusLabel, "text", "Starting the model server...")
         self.session = self.session_key = self.operation = None
         self.models_listed_by = None  # the URL of the server whose models the combo shows
-        self.finetune_process = None
-        self.observed_segmentation = None
-        self.observations = []
+        self.finetune = FinetunePart(self)
         self.pollTimer = qt.QTimer()
         self.pollTimer.setInterval(150)
         self.pollTimer.connect("timeout()", self.onPollTick)
@@ -76,21 +89,18 @@ class PromptSegmentSection:
         self.ui.segMetricsButton.connect("clicked(bool)", self.onMetrics)
         self.ui.segModelComboBox.connect("currentIndexChanged(int)", lambda _: self.showWeightsStatus())
         self.ui.segSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
-        self.ui.segFinetuneStartButton.connect("clicked(bool)", self.onFinetune)
-        self.ui.segFinetuneCancelButton.connect("clicked(bool)", self.onFinetuneCancel)
         self.observe(self.scene, slicer.vtkMRMLScene.EndCloseEvent, self.onSceneClosed)
         # The combo chose its first node in setMRMLScene, before the signal above was connected.
         self.onSegmentationChanged(self.ui.segSegmentationSelector.currentNode())
         self.listModels()
         self.createPromptNodes()
 
-    def observe(self, caller, event, callback) -> int:
-        tag = caller.AddObserver(event, lambda *_: callback())
-        self.observations.append((caller, tag))
-        return tag
+    def createLogic(self):
+        from SegmentationToolsLib.finetune_logic import FinetuneLogic
+
+        return FinetuneLogic(self.scene)
 
     def cleanup(self) -> None:
-        self.waiter.cancel()
         self.pollTimer.stop()
         if self.operation is not None and self.session is not None:
             try:
@@ -98,11 +108,7 @@ class PromptSegmentSection:
             except ServerError:
                 pass  # the server is gone: nothing left to cancel
         self.operation = None
-        for caller, tag in self.observations:
-            caller.RemoveObserver(tag)
-        self.observations.clear()
-        if self.finetune_process is not None and self.finetune_process.is_running:
-            self.finetune_process.cancel()
+        super().cleanup()
 
     # -- server and models ------------------------------------------------------------------------
     def onServerSettingsChanged(self) -> None:
@@ -112,10 +118,10 @@ class PromptSegmentSection:
             self.session = self.session_key = None  # the other server holds neither the volume nor the undo steps
         self.ui.segServerStatusLabel.text = self.link.describe()
 
-    def onServerFailed(self, message: str) -> None:
+    def onServerFailed(self, message: str, what: str = "Segmenting") -> None:
         self.setBusy(False)
         self.ui.segServerStatusLabel.text = "The model server could not start (details in the message)."
-        slicer.util.errorDisplay(f"The model server is not available.\n\n{message}")
+        super().onServerFailed(message, what)
 
     def listModels(self, client=None) -> None:
         """The segmenters with their weights status: the server's view once connected (it holds the
@@ -280,7 +286,7 @@ class PromptSegmentSection:
         self.writeResult(mask, result, cancelled=status["state"] == "cancelled")
 
     def writeResult(self, mask, result, cancelled: bool = False) -> None:
-        mode = MODES[self.ui.segModeComboBox.currentIndex]
+        mode = MODES[self.ui.segModeComboBox.currentText]
         target = self.ui.segTargetSegmentSelector.currentSegmentID() if mode != "new" else None
         with slicer.util.tryWithErrorDisplay("Could not write the segment.", waitCursor=True):
             if self.ui.segSegmentationSelector.currentNode() is None:
@@ -333,7 +339,7 @@ class PromptSegmentSection:
 
     # -- metrics ---------------------------------------------------------------------------------
     def onMetrics(self) -> None:
-        self.waiter.request(self.metricsWith, self.onServerFailed)
+        self.waiter.request(self.metricsWith, lambda message: self.onServerFailed(message, "Computing metrics"))
 
     def metricsWith(self, client) -> None:
         from SegmentationToolsLib.segment_logic import metrics_rows
@@ -348,82 +354,6 @@ class PromptSegmentSection:
                 table.setItem(index, 0, qt.QTableWidgetItem(name))
                 table.setItem(index, 1, qt.QTableWidgetItem(f"{value:.4g}" if isinstance(value, float) else str(value)))
 
-    # -- fine-tuning -----------------------------------------------------------------------------
     def onSegmentationChanged(self, node) -> None:
-        """Follow the chosen segmentation: its segments, as they are added, removed and renamed."""
         self.ui.segTargetSegmentSelector.setCurrentNode(node)
-        if self.observed_segmentation is not None:
-            segmentation, tags = self.observed_segmentation
-            for tag in tags:
-                segmentation.RemoveObserver(tag)
-            self.observations = [(caller, tag) for caller, tag in self.observations if tag not in tags]
-            self.observed_segmentation = None
-        if node is not None:
-            segmentation = node.GetSegmentation()
-            tags = [self.observe(segmentation, event, self.refreshSegmentList)
-                    for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
-                                  slicer.vtkSegmentation.SegmentModified)]
-            self.observed_segmentation = (segmentation, tags)
-        self.refreshSegmentList()
-
-    def refreshSegmentList(self) -> None:
-        """One checkable row per segment; a segment's check survives a rename or another segment's change."""
-        listing = self.ui.segFinetuneSegmentsList
-        checked = {listing.item(i).data(qt.Qt.UserRole) for i in range(listing.count)
-                   if listing.item(i).checkState() == qt.Qt.Checked}
-        listing.clear()
-        if self.observed_segmentation is None:
-            return
-        segmentation = self.observed_segmentation[0]
-        for index in range(segmentation.GetNumberOfSegments()):
-            segment_id = segmentation.GetNthSegmentID(index)
-            item = qt.QListWidgetItem(segmentation.GetNthSegment(index).GetName())
-            item.setData(qt.Qt.UserRole, segment_id)
-            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
-            item.setCheckState(qt.Qt.Checked if segment_id in checked else qt.Qt.Unchecked)
-            listing.addItem(item)
-
-    def onFinetune(self) -> None:
-        from SegmentationToolsLib.segment_logic import finetune_job_params, panel_finetune_config
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
-
-        listing = self.ui.segFinetuneSegmentsList
-        segment_ids = [listing.item(i).data(qt.Qt.UserRole) for i in range(listing.count)
-                       if listing.item(i).checkState() == qt.Qt.Checked]
-        with slicer.util.tryWithErrorDisplay("Could not start fine-tuning.", waitCursor=True):
-            if not segment_ids:
-                raise ValueError("check at least one segment to train on")
-            run_dir = Path(slicer.app.temporaryPath) / "VFMVolumeLab" / "finetune" / self.ui.segFinetuneNameLineEdit.text
-            params = finetune_job_params(self.ui.segVolumeSelector.currentNode(),
-                                         self.ui.segSegmentationSelector.currentNode(), segment_ids, run_dir,
-                                         panel_finetune_config(int(self.ui.segFinetuneEpochsSpinBox.value),
-                                                               self.ui.segFinetuneDecoderCheckBox.checked),
-                                         register_as=self.ui.segFinetuneNameLineEdit.text)
-            self.finetune_process = BackgroundProcess("segment-finetune", params, run_dir / "job",
-                                                      module="vfmlab.segment.tasks",
-                                                      on_progress=self.onFinetuneProgress, on_done=self.onFinetuneDone)
-            self.finetune_process.start()
-            self.ui.segFinetuneStartButton.enabled = False
-            self.ui.segFinetuneCancelButton.enabled = True
-
-    def onFinetuneProgress(self, fraction: float, message: str) -> None:
-        self.ui.segFinetuneProgressBar.value = int(round(100 * fraction))
-        self.ui.segFinetuneStatusLabel.text = message
-
-    def onFinetuneCancel(self) -> None:
-        if self.finetune_process is not None:
-            self.finetune_process.cancel()
-
-    def onFinetuneDone(self, state: str, outcome) -> None:
-        self.ui.segFinetuneStartButton.enabled = True
-        self.ui.segFinetuneCancelButton.enabled = False
-        if state == "finished":
-            untuned = sum(outcome["baseline_dice"].values()) / len(outcome["baseline_dice"])
-            self.ui.segFinetuneStatusLabel.text = (
-                f"Held-out Dice {outcome['best_mean_val_dice']:.3f} (un-tuned {untuned:.3f}); "
-                f"saved as model '{outcome.get('registered_model', '')}'.")
-            self.refreshModelsFromServer()
-        elif state == "cancelled":
-            self.ui.segFinetuneStatusLabel.text = "Fine-tuning cancelled; the best epoch so far is kept."
-        else:
-            slicer.util.errorDisplay(f"Fine-tuning failed.\n\n{outcome}")
+        self.finetune.followSegmentation(node)

@@ -3,11 +3,16 @@ one torch thread per test module, hand-driven Qt timers."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO_ROOT / "VFMVolumeLab"), str(REPO_ROOT / "SegmentationTools")]  # as Slicer has them
+
+from VFMVolumeLabLib.job_follower import ManualTimers as FakeTimers  # noqa: E402
+
 SHARED_DATA = Path(os.environ.get("VFMLAB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
@@ -67,36 +72,34 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-class FakeTimer:
-    """The part of ``qt.QTimer`` that ``BackgroundProcess`` uses; the test fires it by hand."""
-
-    def __init__(self):
-        self.slots = []
-        self.active = False
-        self.timeout = self  # the ``timeout`` signal: ``timer.timeout.connect(slot)``
-
-    def connect(self, slot):
-        self.slots.append(slot)
-
-    def start(self, msec):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-    def fire(self):
-        for slot in self.slots:
-            slot()
-
-
-class FakeTimers(list):
-    """A ``timer_factory``: each call makes a :class:`FakeTimer` and keeps it, newest last."""
-
-    def __call__(self) -> FakeTimer:
-        self.append(FakeTimer())
-        return self[-1]
-
-
 @pytest.fixture
 def fake_timers() -> FakeTimers:
     return FakeTimers()
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory):
+    """A local model server as the panels start it (free port, fresh token), shared by the test session."""
+    from vfmlab.client import ServerConnection
+
+    connection = ServerConnection(folder=tmp_path_factory.mktemp("server"), options=("--device", "cpu"),
+                                  env={"OMP_NUM_THREADS": "1"})
+    yield connection
+    connection.stop()
+
+
+def ready_client(connection, timeout: float = 180.0):
+    """The connection's client once its server answers."""
+    return connection.wait_client(timeout)
+
+
+def wait_for(condition, timeout: float = 120.0, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true (True) or ``timeout`` seconds passed (its last value)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from vfmlab import mrml
 from vfmlab.cameras import CaptureSet
 from vfmlab.cli import main
+from vfmlab.client import ServerError
 from vfmlab.dvr.checkpoints import dvr_run
 from vfmlab.errors import InputError
 from vfmlab.dvr.inference import TrainedRun
@@ -22,19 +22,12 @@ from vfmlab.render.capture import RenderSettings, render_file
 from vfmlab.render.images import read_rgb
 from vfmlab.render.poses import Orbit
 
+from conftest import ready_client, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 VFMLAB = str(Path(sys.executable).with_name("vfmlab"))
 TINY = ["--image-size", "24", "--batch-size", "2", "--s-low", "0.5", "--s-high", "1.0", "--validation-every", "3",
         "--threads", "1"]
-
-
-def wait_for(condition, timeout: float = 120.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +127,14 @@ def dvr_logic_module():
         sys.path.remove(str(REPO / "VFMVolumeLab"))
 
 
-def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(small_head, tmp_path, scene,
-                                                                               dvr_logic_module, fake_timers):
+def test_slicer_logic_trains_stops_resumes_plots_renders_and_applies_the_tf_through_the_server(
+        small_head, tmp_path, scene, dvr_logic_module, fake_timers, model_server):
+    """The panel's whole DeepDVR path: captures here, training and rendering as jobs on a real local model
+    server (the captures sent as a folder), the run mirrored into the folder the user chose."""
     volume_node = mrml.load_volume_node(scene, small_head, name="head")
     timers = fake_timers
-    logic = dvr_logic_module.DeepDVRLogic(scene, timer_factory=fake_timers, python=sys.executable)
+    client = ready_client(model_server)
+    logic = dvr_logic_module.DeepDVRLogic(scene, timer_factory=fake_timers)
     captures = logic.capture_now(volume_node, tmp_path / "captures", views=6, size=24, preset="CT-Bone", shift=1024.0)
     capture = json.loads((captures / "cameras.json").read_text())
     assert len(capture["views"]) == 6 and capture["volume_sha256"]
@@ -147,16 +143,19 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     logic.on_done = lambda state, outcome: done.append((state, outcome))
     logic.on_update = lambda: updates.append(True)
     run_dir = tmp_path / "run"
-    logic.start(captures, run_dir, epochs=60, s_low=0.5, s_high=1.0, image_size=24, batch_size=2,
+    logic.start(client, captures, run_dir, epochs=60, s_low=0.5, s_high=1.0, image_size=24, batch_size=2,
                 validation_every=3, threads=1)
+    with pytest.raises(InputError, match="already training"):
+        logic.start(client, captures, tmp_path / "second", epochs=2)
     assert wait_for(lambda: timers[-1].fire() or logic.update_plot() >= 1)
     logic.stop()
     assert wait_for(lambda: timers[-1].fire() or bool(done))
     assert done[-1][0] == "cancelled"
     stopped_at = len(dvr_run(run_dir).metrics())
     assert 1 <= stopped_at < 60
+    assert not list(run_dir.rglob("*.pt")), "checkpoints stay on the server"
 
-    logic.resume()
+    logic.resume(client)
     assert wait_for(lambda: timers[-1].fire() or len(done) == 2, timeout=180)
     assert done[-1][0] == "finished" and done[-1][1]["epoch"] == 60
     table, chart = logic.plot_nodes()
@@ -166,7 +165,7 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     assert updates and scene.GetFirstNodeByName(dvr_logic_module.PREVIEW_NAME) is not None
 
     rendered = []
-    view_job = logic.render_view(CaptureSet.load(captures).views[0], 40, volume_node=volume_node,
+    view_job = logic.render_view(client, CaptureSet.load(captures).views[0], 40, volume_node=volume_node,
                                  on_node=rendered.append, on_failed=pytest.fail)
     assert wait_for(lambda: timers[-1].fire() or rendered, timeout=120)  # a job process renders, not Slicer's
     assert not view_job.is_running and rendered[0].GetImageData().GetDimensions() == (40, 40, 1)
@@ -177,6 +176,8 @@ def test_slicer_logic_captures_trains_stops_resumes_plots_and_applies_the_tf(sma
     assert opacity.GetSize() == 256
     with pytest.raises(InputError, match="no learned transfer function"):
         logic.apply_learned_tf(volume_node, tmp_path / "captures")
+    with pytest.raises(ServerError, match="not a run started through a model server"):
+        logic.render_view(client, CaptureSet.load(captures).views[0], 40, run_dir=tmp_path / "captures")
 
 
 def test_dvr_train_defaults_come_from_the_config_alone(tmp_path):

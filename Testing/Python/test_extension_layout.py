@@ -677,14 +677,55 @@ def test_dependency_installation_lives_only_in_the_shared_helper():
 
 def _ui_widget_names(path: Path) -> tuple[set[str], dict[str, str]]:
     """Widget object names in a .ui file, and widget name -> SlicerParameterName."""
+    classes, parameters, _ = _ui_widgets(path)
+    return set(classes), parameters
+
+
+def _ui_widgets(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """Widget name -> class, widget name -> SlicerParameterName, and a node selector's name -> nodeTypes."""
     root = ElementTree.parse(path).getroot()
-    names, parameters = set(), {}
+    classes, parameters, node_types = {}, {}, {}
     for widget in root.iter("widget"):
-        names.add(widget.get("name"))
+        classes[widget.get("name")] = widget.get("class")
         for prop in widget.findall("property"):
             if prop.get("name") == "SlicerParameterName":
                 parameters[widget.get("name")] = prop.findtext("string")
-    return names, parameters
+            if prop.get("name") == "nodeTypes":
+                node_types[widget.get("name")] = [item.text for item in prop.iter("string")]
+    return classes, parameters, node_types
+
+
+# What Slicer's parameterNodeWrapper/guiConnectors.py connects: widget class -> field type it represents.
+CONNECTABLE = {"QSpinBox": "int", "QDoubleSpinBox": "float", "ctkSliderWidget": "float", "QCheckBox": "bool",
+               "QLineEdit": "str", "QComboBox": "str", "ctkPathLineEdit": "Path", "ctkDirectoryButton": "Path"}
+
+
+def _parameter_fields(source: str) -> dict[str, str]:
+    """Field name -> annotation source of every ``@parameterNodeWrapper`` class in ``source``."""
+    fields = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(d).endswith("parameterNodeWrapper") for d in node.decorator_list):
+            fields |= {item.target.id: ast.unparse(item.annotation) for item in node.body if isinstance(item, ast.AnnAssign)}
+    return fields
+
+
+def binding_problems(source: str, classes: dict[str, str], parameters: dict[str, str],
+                     node_types: dict[str, list[str]]) -> list[str]:
+    """Each field bound to exactly one widget that Slicer can connect to the field's type."""
+    fields = _parameter_fields(source)
+    problems = [f"field {name} is bound to no widget (SlicerParameterName)" for name in sorted(fields)
+                if name not in parameters.values()]
+    for widget, name in sorted(parameters.items()):
+        annotation = fields.get(name, "")
+        base = re.sub(r"^Optional\[(.*)\]$", r"\1", re.sub(r"^Annotated\[([^,\]]+).*$", r"\1", annotation))
+        widget_class = classes[widget]
+        if widget_class == "qMRMLNodeComboBox":
+            ok = base in node_types.get(widget, [])
+        else:
+            ok = CONNECTABLE.get(widget_class) == base and (widget_class != "QComboBox" or "Choice(" in annotation)
+        if name in fields and not ok:
+            problems.append(f"widget {widget} ({widget_class}) cannot show field {name}: {annotation}")
+    return problems
 
 
 def ui_consistency_problems(module_source: str, ui_names: set[str], ui_parameters: dict[str, str]) -> list[str]:
@@ -708,6 +749,38 @@ def test_ui_file_and_module_code_agree(module):
     assert ui_parameters, "connect the selectors to the parameter node with SlicerParameterName"
     problems = ui_consistency_problems((REPO / module / f"{module}.py").read_text(), ui_names, ui_parameters)
     assert not problems, "\n".join(problems)
+
+
+SECTIONS = (  # the section's .ui file, and the files whose self.ui uses it (the first holds the parameters)
+    ("VFMVolumeLab/Resources/UI/DeepDVR.ui", ("VFMVolumeLab/VFMVolumeLabLib/dvr_widget.py",)),
+    ("VFMVolumeLab/Resources/UI/Probe.ui", ("VFMVolumeLab/VFMVolumeLabLib/probe_widget.py",)),
+    ("SegmentationTools/Resources/UI/BTVAE.ui", ("SegmentationTools/SegmentationToolsLib/btvae_widget.py",)),
+    ("SegmentationTools/Resources/UI/PromptSegment.ui", ("SegmentationTools/SegmentationToolsLib/segment_widget.py",
+                                                         "SegmentationTools/SegmentationToolsLib/finetune_widget.py")),
+)
+
+
+@pytest.mark.parametrize("ui_file, sources", SECTIONS, ids=[Path(ui).stem for ui, _ in SECTIONS])
+def test_each_section_binds_its_settings_to_the_parameter_node(ui_file, sources):
+    classes, parameters, node_types = _ui_widgets(REPO / ui_file)
+    assert parameters, "bind the section's settings with SlicerParameterName"
+    texts = [(REPO / source).read_text() for source in sources]
+    problems = [problem for text in texts for problem in ui_consistency_problems(text, set(classes), {})]
+    problems += ui_consistency_problems(texts[0], set(classes), parameters)
+    problems += binding_problems(texts[0], classes, parameters, node_types)
+    assert not problems, "\n".join(problems)
+
+
+def test_binding_checker_reports_unbound_fields_and_widgets_that_cannot_show_a_type():
+    source = ("@parameterNodeWrapper\nclass P:\n    epochs: Annotated[int, Default(3)]\n"
+              "    model: Annotated[str, Default('a')]\n    volume: Optional[vtkMRMLScalarVolumeNode]\n"
+              "    unbound: bool\n")
+    classes = {"epochsBox": "QDoubleSpinBox", "modelCombo": "QComboBox", "volumeSelector": "qMRMLNodeComboBox"}
+    parameters = {"epochsBox": "epochs", "modelCombo": "model", "volumeSelector": "volume"}
+    assert binding_problems(source, classes, parameters, {"volumeSelector": ["vtkMRMLScalarVolumeNode"]}) == [
+        "field unbound is bound to no widget (SlicerParameterName)",
+        "widget epochsBox (QDoubleSpinBox) cannot show field epochs: Annotated[int, Default(3)]",
+        "widget modelCombo (QComboBox) cannot show field model: Annotated[str, Default('a')]"]
 
 
 def test_ui_checker_reports_unknown_widgets_and_parameters():

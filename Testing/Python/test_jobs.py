@@ -14,6 +14,8 @@ import pytest
 
 from vfmlab.jobs import EVENTS_FILE, LOG_FILE, Job, JobEvent, known_tasks, read_events
 
+from conftest import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 15.0
 PROTOCOL_KINDS = {"started", "progress", "metric", "artifact", "log", "finished", "failed"}
@@ -59,15 +61,6 @@ def run(task: str, params: dict, workdir: Path, **kwargs) -> Job:
     job = Job.start(task, params, workdir, **kwargs)
     assert job.wait(TIMEOUT) != "running", "job did not end in time"
     return job
-
-
-def wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def alive(pid: int) -> bool:
@@ -211,12 +204,12 @@ def test_read_events_of_missing_workdir_is_empty(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def background_process_cls():
+def follower_cls():
     sys.path.insert(0, str(REPO / "VFMVolumeLab"))
     try:
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+        from VFMVolumeLabLib.job_follower import JobFollower
 
-        yield BackgroundProcess
+        yield JobFollower
     finally:
         sys.path.remove(str(REPO / "VFMVolumeLab"))
 
@@ -225,13 +218,10 @@ def drive(timer) -> None:
     assert wait_for(lambda: timer.fire() or not timer.active), "on_done never fired"
 
 
-def test_background_process_dispatches_progress_and_done(tmp_path: Path, background_process_cls, fake_timers) -> None:
+def test_follower_dispatches_progress_and_done(tmp_path: Path, follower_cls, fake_timers) -> None:
     progress, kinds, done = [], [], []
-    process = background_process_cls(
-        "sleep",
-        {"seconds": 0.15, "steps": 3},
-        tmp_path,
-        python=sys.executable,
+    process = follower_cls(
+        lambda: Job.start("sleep", {"seconds": 0.15, "steps": 3}, tmp_path),
         on_progress=lambda fraction, message: progress.append((round(fraction, 3), message)),
         on_event=lambda event: kinds.append(event.kind),
         on_done=lambda state, outcome: done.append((state, outcome)),
@@ -248,13 +238,10 @@ def test_background_process_dispatches_progress_and_done(tmp_path: Path, backgro
     assert not process.is_running
 
 
-def test_background_process_cancel(tmp_path: Path, background_process_cls, fake_timers) -> None:
+def test_follower_cancel(tmp_path: Path, follower_cls, fake_timers) -> None:
     done = []
-    process = background_process_cls(
-        "sleep",
-        {"seconds": 60, "steps": 600},
-        tmp_path,
-        python=sys.executable,
+    process = follower_cls(
+        lambda: Job.start("sleep", {"seconds": 60, "steps": 600}, tmp_path),
         on_done=lambda state, outcome: done.append((state, outcome)),
         timer_factory=fake_timers,
     )

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from vfmlab.metrics import dice
 from vfmlab.segment.propagate import PropagationConfig, box_of, propagate
 from vfmlab.segment.segmenter import Prompt
 from vfmlab.volume_io import read_labels, read_volume
+
+from conftest import ready_client, wait_for
 
 KIDNEY_RIGHT = 2
 MODEL = "litemedsam"
@@ -268,10 +271,88 @@ def test_jobs_run_report_events_hand_back_files_and_cancel(server):
     assert client.job(sleeping["id"])["state"] == "cancelled"
 
 
+def zip_of(names_and_bytes: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in names_and_bytes.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_folders_travel_once_as_checked_bundles_and_jobs_reference_earlier_jobs(server, tmp_path):
+    client = server.client()
+    folder = tmp_path / "captures"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "cameras.json").write_text("{}")
+    (folder / "sub" / "view.bin").write_bytes(os.urandom(1000))
+    sha = client.send_folder(folder)
+    assert client.send_folder(folder) == sha, "the same files make the same archive: sent once"
+    first = client.start_job("echo", {"source": f"bundle:{sha}"})
+    status = wait_job(client, first["id"])
+    source = status["result"]["source"]
+    assert Path(source, "sub", "view.bin").read_bytes() == (folder / "sub" / "view.bin").read_bytes()
+    second = wait_job(client, client.start_job("echo", {"earlier": f"job:{first['id']}/job.json"})["id"])
+    assert second["result"]["earlier"] == str(Path(status["folder"]) / "job.json")
+    listing = {entry["path"] for entry in client.job_files(first["id"])}
+    assert {"job.json", "events.jsonl", "job.log"} <= listing
+
+    for name in ("0" * 64, "../jobs", first["id"]):
+        with pytest.raises(ServerError) as unknown:
+            client.start_job("echo", {"source": f"bundle:{name}"})
+        assert unknown.value.status == 404, name
+    for params, message in (({"earlier": "job:nosuchjob/x"}, "no job"),
+                            ({"earlier": f"job:{first['id']}/../../server_id"}, "leads outside")):
+        with pytest.raises(ServerError, match=message):
+            client.start_job("echo", params)
+    for payload, message in ((b"not a zip", "not a zip"), (zip_of({"../evil.txt": b"x"}), "outside its folder"),
+                             (zip_of({}), "no files")):
+        with pytest.raises(ServerError, match=message) as refused:
+            client.request("PUT", f"/bundles/{hashlib.sha256(payload).hexdigest()}", payload)
+        assert refused.value.status == 400
+    assert not list((server.folder / "work" / "bundles").glob("*/evil.txt"))
+    assert not (server.folder / "work" / "evil.txt").exists()
+
+
+def test_a_server_job_is_mirrored_here_with_its_paths_and_resumed_by_its_record(server, tmp_path):
+    from vfmlab.client.jobs import SERVER_JOB_FILE, ServerJob, run_reference
+
+    client = server.client()
+    mirror = tmp_path / "mirror"
+    job = ServerJob.start(client, "echo", {"out": "run:out.txt", "artifacts": [{"kind": "preview",
+                                                                               "path": "run:previews/p.png"}]},
+                          mirror, ("*.json",))
+    events = []
+    assert wait_for(lambda: events.extend(job.poll()) or job.state != "running", timeout=60)
+    events.extend(job.poll())
+    assert job.state == "finished"
+    assert job.result["out"] == str(mirror / "out.txt"), "result paths point into the mirror"
+    preview = next(event for event in events if event.kind == "artifact")
+    assert preview.data["path"] == str(mirror / "previews" / "p.png")
+    assert (mirror / "job.json").is_file() and not (mirror / "job.log").exists(), "only the asked-for files"
+    assert run_reference(client, mirror) == f"job:{job.id}"
+
+    resumed = ServerJob.resume(client, mirror, ("*.json",))
+    assert resumed.id == job.id and wait_for(lambda: resumed.poll() is not None and resumed.state == "finished", 60)
+    record = json.loads((mirror / SERVER_JOB_FILE).read_text())
+    (mirror / SERVER_JOB_FILE).write_text(json.dumps({**record, "server_id": "another"}))
+    with pytest.raises(ServerError, match="was run by the model server"):
+        run_reference(client, mirror)
+    with pytest.raises(ServerError, match="not a run started through a model server"):
+        ServerJob.resume(client, tmp_path)
+
+
+def wait_job(client: ModelClient, job_id: str, timeout: float = 60.0) -> dict:
+    assert wait_for(lambda: client.job(job_id)["state"] != "running", timeout)
+    return client.job(job_id)
+
+
 def test_a_killed_server_is_one_clear_error_and_the_panels_connection_starts_a_new_one(tmp_path):
     connection = ServerConnection(folder=tmp_path)
     try:
-        client = wait_for_client(connection)
+        client = ready_client(connection)
         assert client.health()["status"] == "ok"
         os.kill(connection.local.process.pid, signal.SIGKILL)
         connection.local.process.wait(10)
@@ -279,7 +360,7 @@ def test_a_killed_server_is_one_clear_error_and_the_panels_connection_starts_a_n
             client.health()
         with pytest.raises(ServerUnavailable, match="stopped with status -9"):
             connection.local.ready()
-        restarted = wait_for_client(connection)
+        restarted = ready_client(connection)
         assert connection.restarts == 1 and restarted.token != client.token
         assert restarted.health()["status"] == "ok"
     finally:
@@ -287,18 +368,10 @@ def test_a_killed_server_is_one_clear_error_and_the_panels_connection_starts_a_n
     assert connection.local is None
 
 
-def wait_for_client(connection: ServerConnection, timeout: float = 120.0) -> ModelClient:
-    deadline = time.monotonic() + timeout
-    while (client := connection.client()) is None:
-        assert time.monotonic() < deadline, "the local server did not start"
-        time.sleep(0.1)
-    return client
-
-
 def test_a_server_that_cannot_start_is_reported_with_its_log_and_not_restarted(tmp_path):
     connection = ServerConnection(folder=tmp_path, options=("--device", "tpu"))
     with pytest.raises(ServerUnavailable, match="invalid choice"):
-        wait_for_client(connection, 60)
+        ready_client(connection, 60)
     with pytest.raises(ServerUnavailable, match="invalid choice"):
         connection.client()
     assert connection.restarts == 0

@@ -110,14 +110,17 @@ def test_labels_to_segmentation_and_back(scene, sample):
     assert seg.GetSegmentation().GetNumberOfSegments() == len(values) == 61
     by_name = {name: sid for sid, name in mrml.segment_names(seg).items()}
     assert {"liver", "spleen", "aorta", "Label 2"} <= set(by_name)
+    mrml.segment_mask(seg, by_name["spleen"], node)  # the scene's lazily made singletons exist from here on
+    nodes_before = scene.GetNumberOfNodes()
     assert seg.GetSegmentation().GetSegment(by_name["liver"]).GetColor() == pytest.approx((0.8, 0.4, 0.3))
     np.testing.assert_array_equal(mrml.segment_mask(seg, by_name["liver"], node), labels == 5)
     exported, value_names = mrml.labels_from_segmentation(seg, node, [by_name["aorta"], by_name["liver"]])
     assert value_names == {1: "aorta", 2: "liver"}
     np.testing.assert_array_equal(exported == 1, labels == 52)
     np.testing.assert_array_equal(exported == 2, labels == 5)
-    # temporary helper nodes are gone
+    # temporary helper nodes are gone, with the display and colour nodes the export made for them
     assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
+    assert scene.GetNumberOfNodes() == nodes_before
 
 
 def test_add_segment_never_overwrites_silently(scene, sample):

@@ -127,7 +127,7 @@ WITHOUT_TORCH = textwrap.dedent("""
         "slicer.ScriptedLoadableModule": {n: type(n, (Stand,), {}) for n in (
             "ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
             "ScriptedLoadableModuleTest")},
-        "slicer.parameterNodeWrapper": {"parameterNodeWrapper": lambda cls: cls},
+        "slicer.parameterNodeWrapper": {"parameterNodeWrapper": lambda cls: cls, "Choice": Stand, "Default": Stand},
     }
     for name, attributes in stand_ins.items():
         module = types.ModuleType(name)

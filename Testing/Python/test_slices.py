@@ -72,3 +72,18 @@ def test_ras_point_maps_to_its_voxel(volume):
     np.testing.assert_array_equal(stack.ras_to_slice(stored, ras), stack.voxel_to_slice(kji))
     with pytest.raises(InputError, match="outside the volume"):
         stack.ras_to_slice(stored, [[1000.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("axis", AXES)
+def test_a_slice_mask_lands_on_the_same_anatomy_however_the_voxels_are_stored(volume, axis):
+    """What the server answers for one slice goes back onto the volume at the same RAS positions."""
+    slice_mask = np.zeros(SliceStack.of(volume, axis).shape[1:], bool)
+    slice_mask[1, 2:4] = True
+    reference = None
+    for stored in (volume, flipped_storage(volume, 0), flipped_storage(volume, 2), permuted_storage(volume)):
+        mask = SliceStack.of(stored, axis).volume_mask(stored.array.shape, 2, slice_mask)
+        ras = np.sort(stored.ijk_to_ras_points(np.argwhere(mask)[:, ::-1]), axis=0)
+        assert mask.sum() == 2
+        if reference is None:
+            reference = ras
+        np.testing.assert_allclose(ras, reference, atol=1e-6)

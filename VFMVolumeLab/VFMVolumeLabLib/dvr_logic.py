@@ -1,10 +1,10 @@
 """DeepDVR in Slicer, without Qt: capture views, train in the background, plot, preview, apply the TF.
 
-:class:`DeepDVRLogic` adapts MRML nodes to :mod:`vfmlab.dvr`: a training run is a
-:class:`BackgroundProcess` running the ``dvr-train`` job in the run folder; its epoch metrics fill a
-``vtkMRMLTableNode`` plotted by a ``vtkMRMLPlotChartNode`` (loss and validation SSIM series), its
-preview images go into an RGB image node, and a lookup run's learned TF goes onto the volume's
-volume rendering. The widget (``dvr_widget.py``) only forwards clicks and shows what this reports.
+:class:`DeepDVRLogic` adapts MRML nodes to :mod:`vfmlab.dvr`: a training run is a ``dvr-train`` job on
+the model server (the captures sent as a folder), mirrored into the run folder chosen here; its epoch
+metrics fill a ``vtkMRMLTableNode`` plotted by a ``vtkMRMLPlotChartNode`` (loss and validation SSIM
+series), its preview images go into an RGB image node, and a lookup run's learned TF goes onto the
+volume's volume rendering. The widget (``dvr_widget.py``) only forwards clicks and shows what this reports.
 """
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from vfmlab.errors import InputError, JobError
+from vfmlab.errors import InputError
 from vfmlab.models import names
 
+from VFMVolumeLabLib.section_logic import SectionLogic
+
 MODELS = names("dvr")
+TRAINING = "training"
+# Files of a run that the panel reads (plot, previews, learned TF); checkpoints stay on the server.
+MIRRORED = ("metrics.jsonl", "previews/*", "*.json", "job.log")
 TABLE_NAME = "DeepDVR metrics"
 CHART_NAME = "DeepDVR training"
 PREVIEW_NAME = "DeepDVR preview"
@@ -24,18 +29,15 @@ SERIES = (("train_loss", "loss (MSE + 1 - SSIM)", (0.85, 0.25, 0.2)),
 COLUMNS = ("epoch", "train_loss", "val_ssim", "sampling_rate", "seconds")
 
 
-class DeepDVRLogic:
+class DeepDVRLogic(SectionLogic):
     """One training run at a time on ``scene``.
 
     ``on_progress(fraction, message)``, ``on_done(state, result_or_reason)`` and ``on_update()`` (plot
-    or preview changed) are called from the background process's timer.
+    or preview changed) are called from the job follower's timer.
     """
 
-    def __init__(self, scene, timer_factory: Optional[Callable] = None, python: Optional[str] = None):
-        self.scene = scene
-        self.timer_factory = timer_factory
-        self.python = python
-        self.process = None
+    def __init__(self, scene, timer_factory: Optional[Callable] = None):
+        super().__init__(scene, timer_factory)
         self.run_dir: Optional[Path] = None
         self.on_progress: Optional[Callable[[float, str], None]] = None
         self.on_done: Optional[Callable[[str, Any], None]] = None
@@ -77,48 +79,45 @@ class DeepDVRLogic:
     # -- training --------------------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
-        return self.process is not None and self.process.is_running
+        return self.running(TRAINING)
 
-    def start(self, captures_dir: str | Path, run_dir: str | Path, model: str = "lookup", epochs: int = 100,
+    def start(self, client, captures_dir: str | Path, run_dir: str | Path, model: str = "lookup", epochs: int = 100,
               s_low: float = 0.1, s_high: Optional[float] = None, **settings) -> None:
-        """Train ``model`` on the captures in the background; ``settings``: other :class:`TrainConfig` fields."""
+        """Train ``model`` on the captures on ``client``'s server, mirrored into ``run_dir``;
+        ``settings``: other :class:`TrainConfig` fields."""
+        from vfmlab.client.jobs import ServerJob, folder_reference
         from vfmlab.dvr.config import TrainConfig
+        from vfmlab.dvr.tasks import TRAIN_TASK
 
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
         config = TrainConfig(captures=str(Path(captures_dir).resolve()), model=model, epochs=int(epochs),
                              s_low=float(s_low), s_high=None if s_high is None else float(s_high), **settings)
-        self._launch(run_dir, asdict(config), resume=False)
+        self._refuse_second_run()
+        # The captures folder holds the views, cameras.json and the captured volume: it travels whole.
+        params = {"run_dir": "run:.", "config": {**asdict(config), "captures": folder_reference(client, captures_dir)}}
+        self._follow(run_dir, lambda: ServerJob.start(client, TRAIN_TASK, params, self.run_dir, MIRRORED))
 
-    def resume(self, run_dir: Optional[str | Path] = None) -> None:
-        """Continue a stopped run (default: the last one) from its last checkpoint."""
-        from vfmlab.dvr.checkpoints import dvr_run
+    def resume(self, client, run_dir: Optional[str | Path] = None) -> None:
+        """Continue a stopped run (default: the last one) from its last checkpoint, on the server that trained it."""
+        from vfmlab.client.jobs import ServerJob
 
+        self._refuse_second_run()
         run_dir = Path(run_dir or self.run_dir)
-        dvr_run(run_dir).read_config()
-        self._launch(run_dir, None, resume=True)
+        self._follow(run_dir, lambda: ServerJob.resume(client, run_dir, MIRRORED))
 
     def stop(self) -> None:
         """Cancel the running job (its last finished epoch's checkpoint stays; :meth:`resume` continues)."""
-        if self.process is not None:
-            self.process.cancel()
+        self.cancel(TRAINING)
 
-    def _launch(self, run_dir, config: Optional[dict], resume: bool) -> None:
-        from vfmlab.dvr.checkpoints import dvr_run
-
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
-
+    def _refuse_second_run(self) -> None:
         if self.is_running:
-            raise JobError(f"a DeepDVR run is already training in {self.run_dir}")
+            raise InputError(f"a DeepDVR run is already training into {self.run_dir}; stop it first")
+
+    def _follow(self, run_dir, start) -> None:
         self.run_dir = Path(run_dir).resolve()
-        dvr_run(self.run_dir).clear_stop()
-        kwargs = {} if self.timer_factory is None else {"timer_factory": self.timer_factory}
-        self.process = BackgroundProcess(
-            "dvr-train", {"run_dir": str(self.run_dir), "config": config}, self.run_dir,
-            module="vfmlab.dvr.tasks", resume=resume, python=self.python,
-            on_progress=self.on_progress, on_event=self._on_event, on_done=self.on_done, **kwargs)
+        self.follow(TRAINING, start, on_progress=self.on_progress, on_event=self._on_event, on_done=self.on_done)
         self.update_plot()
-        self.process.start()
 
     def _on_event(self, event) -> None:
         if event.kind == "metric" and event.data.get("name") == "val_ssim":
@@ -188,26 +187,25 @@ class DeepDVRLogic:
         return node
 
     # -- results ---------------------------------------------------------------------------------
-    def render_view(self, record, height: int, run_dir: Optional[str | Path] = None, volume_node=None,
+    def render_view(self, client, record, height: int, run_dir: Optional[str | Path] = None, volume_node=None,
                     name: str = "DeepDVR view", on_node: Optional[Callable[[Any], None]] = None,
                     on_failed: Optional[Callable[[str], None]] = None):
         """Render a camera record (e.g. the 3D view's, ``vfmlab.render.poses.record_from_camera``) with
-        the trained model at ``height`` rows, in a background process (the model never runs in Slicer's);
-        ``on_node(node)`` gets the new RGB image node. Returns the started :class:`BackgroundProcess`."""
+        the trained model at ``height`` rows, as a ``dvr-view`` job on the server that trained the run (the
+        model never runs in Slicer's process); ``on_node(node)`` gets the new RGB image node.
+        Returns the started :class:`JobFollower`."""
         import tempfile
 
-        from vfmlab.dvr.tasks import TASK_MODULE, VIEW_TASK
-
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
+        from vfmlab import mrml
+        from vfmlab.client.jobs import ServerJob, run_reference, volume_reference
+        from vfmlab.dvr.tasks import VIEW_TASK
 
         run_dir = Path(run_dir or self.run_dir)
-        folder = Path(tempfile.mkdtemp(prefix="view-", dir=run_dir))
-        volume = None
-        if volume_node is not None:
-            volume = folder / "volume.nrrd"
-            _save_copy(volume_node, volume)
-        params = {"run_dir": str(run_dir), "record": asdict(record), "height": int(height),
-                  "out": str(folder / "view.png"), "volume": None if volume is None else str(volume)}
+        params = {"run_dir": run_reference(client, run_dir), "record": asdict(record), "height": int(height),
+                  "out": "run:view.png",
+                  "volume": None if volume_node is None else volume_reference(client, mrml.volume_from_node(volume_node))}
+        (run_dir / "views").mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="view-", dir=run_dir / "views"))
 
         def done(state: str, outcome) -> None:
             if state == "finished":
@@ -217,11 +215,8 @@ class DeepDVRLogic:
             elif on_failed is not None:
                 on_failed(str(outcome))
 
-        kwargs = {} if self.timer_factory is None else {"timer_factory": self.timer_factory}
-        process = BackgroundProcess(VIEW_TASK, params, folder / "job", module=TASK_MODULE, python=self.python,
-                                    on_done=done, **kwargs)
-        process.start()
-        return process
+        return self.follow(f"view {folder.name}", lambda: ServerJob.start(client, VIEW_TASK, params, folder, ("view.png",)),
+                           on_done=done)
 
     def _image_node(self, path: str | Path, name: str):
         from vfmlab.mrml.three_d_view import add_image_node

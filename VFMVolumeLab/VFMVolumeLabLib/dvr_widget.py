@@ -5,49 +5,60 @@ Mounted by the module widget's ``setup()``::
     from VFMVolumeLabLib.dvr_widget import DeepDVRSection
     self.deepDVRSection = DeepDVRSection(self.layout)
 
-A training run keeps going when Slicer closes (it is its own process; the run folder records it),
-so the section has nothing to clean up.
+Training and rendering run as jobs on the model server; a training run goes on when the panel goes
+away (its run folder records it, and Resume continues it), so cleanup only stops following it.
 """
 from __future__ import annotations
 
 import tempfile
+from dataclasses import fields
 from pathlib import Path
+from typing import Annotated
 
 import qt
 import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
 
-UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "DeepDVR.ui"
+from vfmlab.dvr.config import DEFAULT_S_HIGH, TrainConfig
+from vfmlab.models import names
+from vfmlab.render.presets import preset_names
+
+from VFMVolumeLabLib.section_widget import Section
+
 CURRENT_TF = "(volume's current rendering)"
+HOME = Path(tempfile.gettempdir()) / "DeepDVR"
+_TRAINING = {field.name: field.default for field in fields(TrainConfig)}  # captures has none
 
 
-class DeepDVRSection:
+@parameterNodeWrapper
+class DeepDVRParameters:
+    """The section's settings, saved with the scene; defaults are the training config's."""
+
+    dvrVolume: vtkMRMLScalarVolumeNode
+    dvrCapturePreset: Annotated[str, Choice(preset_names() + [CURRENT_TF]), Default("CT-AAA")]
+    dvrCaptureViews: Annotated[int, Default(20)]
+    dvrCapturesPath: Annotated[Path, Default(HOME / "captures")]
+    dvrModel: Annotated[str, Choice(list(names("dvr"))), Default(_TRAINING["model"])]
+    dvrSize: Annotated[str, Choice(["small", "paper"]), Default(_TRAINING["size"])]
+    dvrEpochs: Annotated[int, Default(_TRAINING["epochs"])]
+    dvrSLow: Annotated[float, Default(_TRAINING["s_low"])]
+    dvrSHigh: Annotated[float, Default(DEFAULT_S_HIGH)]
+    dvrRunPath: Annotated[Path, Default(HOME / "run")]
+
+
+class DeepDVRSection(Section):
     """Captures, model and annealing range; Start/Stop/Resume with progress, plot and preview; results."""
 
-    def __init__(self, parent_layout) -> None:
-        import VFMVolumeLabLib
+    UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "DeepDVR.ui"
+    PARAMETERS = DeepDVRParameters
+    PARAMETER_PREFIX = "DeepDVR"
 
-        VFMVolumeLabLib.ensure_vfmlab_importable()
-        from VFMVolumeLabLib.dvr_logic import MODELS, DeepDVRLogic
-
-        self.widget = slicer.util.loadUI(str(UI_FILE))
-        parent_layout.addWidget(self.widget)
-        self.ui = slicer.util.childWidgetVariables(self.widget)
-        self.widget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DeepDVRLogic(slicer.mrmlScene)
+    def __init__(self, parent_layout, scene=None, link=None) -> None:
+        super().__init__(parent_layout, scene, link)
         self.logic.on_progress = self.onProgress
         self.logic.on_done = self.onDone
         self.logic.on_update = self.onUpdate
-
-        from vfmlab.render.presets import preset_names
-
-        self.ui.capturePresetComboBox.addItems(preset_names() + [CURRENT_TF])
-        self.ui.capturePresetComboBox.currentText = "CT-AAA"
-        self.ui.modelComboBox.addItems(list(MODELS))
-        self.ui.sizeComboBox.addItems(["small", "paper"])
-        home = Path(tempfile.gettempdir()) / "DeepDVR"
-        self.ui.capturesPathLineEdit.currentPath = str(home / "captures")
-        self.ui.runPathLineEdit.currentPath = str(home / "run")
-
         self.ui.captureNowButton.connect("clicked(bool)", self.onCaptureNow)
         self.ui.startButton.connect("clicked(bool)", self.onStart)
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
@@ -57,6 +68,11 @@ class DeepDVRSection:
         self.ui.renderViewButton.connect("clicked(bool)", self.onRenderView)
         self.updateButtons()
 
+    def createLogic(self):
+        from VFMVolumeLabLib.dvr_logic import DeepDVRLogic
+
+        return DeepDVRLogic(self.scene)
+
     def updateButtons(self) -> None:
         running = self.logic.is_running
         self.ui.startButton.enabled = not running
@@ -65,37 +81,43 @@ class DeepDVRSection:
         self.ui.captureNowButton.enabled = not running
 
     def onCaptureNow(self) -> None:
-        volume_node = self.ui.dvrVolumeSelector.currentNode()
-        if volume_node is None:
+        settings = self.parameters
+        if settings is None or settings.dvrVolume is None:
             slicer.util.errorDisplay("Select a volume to capture.")
             return
-        preset = self.ui.capturePresetComboBox.currentText
+        preset = None if settings.dvrCapturePreset == CURRENT_TF else settings.dvrCapturePreset
         with slicer.util.tryWithErrorDisplay("Capture failed.", waitCursor=True):
-            out = self.logic.capture_now(volume_node, self.ui.capturesPathLineEdit.currentPath,
-                                         views=self.ui.captureViewsSpinBox.value,
-                                         preset=None if preset == CURRENT_TF else preset,
-                                         volume_rendering_logic=slicer.modules.volumerendering.logic())
-            self.ui.trainingStatusLabel.text = f"Captured {self.ui.captureViewsSpinBox.value} views into {out}."
+            out = self.logic.capture_now(settings.dvrVolume, settings.dvrCapturesPath, views=settings.dvrCaptureViews,
+                                         preset=preset, volume_rendering_logic=slicer.modules.volumerendering.logic())
+            self.ui.trainingStatusLabel.text = f"Captured {settings.dvrCaptureViews} views into {out}."
 
     def onStart(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Training did not start.", waitCursor=True):
-            self.logic.start(self.ui.capturesPathLineEdit.currentPath, self.ui.runPathLineEdit.currentPath,
-                             model=self.ui.modelComboBox.currentText, epochs=self.ui.epochsSpinBox.value,
-                             s_low=self.ui.sLowSpinBox.value, s_high=self.ui.sHighSpinBox.value,
-                             size=self.ui.sizeComboBox.currentText)
-            self.ui.trainingProgressBar.value = 0
-            self.ui.trainingStatusLabel.text = "Training started..."
+        settings = self.parameters
+
+        def start(client) -> None:
+            self.logic.start(client, settings.dvrCapturesPath, settings.dvrRunPath, model=settings.dvrModel,
+                             epochs=settings.dvrEpochs, s_low=settings.dvrSLow, s_high=settings.dvrSHigh,
+                             size=settings.dvrSize)
+            self.started("Training started...")
+
+        self.ui.trainingStatusLabel.text = "Sending the captures to the model server..."
+        self.withServer(start, "Starting the training")
+
+    def onResume(self) -> None:
+        def resume(client) -> None:
+            self.logic.resume(client, self.parameters.dvrRunPath)
+            self.started("Resuming...")
+
+        self.withServer(resume, "Resuming the training")
+
+    def started(self, message: str) -> None:
+        self.ui.trainingProgressBar.value = 0
+        self.ui.trainingStatusLabel.text = message
         self.updateButtons()
 
     def onStop(self) -> None:
         self.logic.stop()
         self.ui.trainingStatusLabel.text = "Stopping..."
-
-    def onResume(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Training did not resume.", waitCursor=True):
-            self.logic.resume(self.ui.runPathLineEdit.currentPath)
-            self.ui.trainingStatusLabel.text = "Resuming..."
-        self.updateButtons()
 
     def onProgress(self, fraction: float, message: str) -> None:
         self.ui.trainingProgressBar.value = int(round(100 * fraction))
@@ -122,12 +144,12 @@ class DeepDVRSection:
         slicer.modules.plots.logic().ShowChartInLayout(chart)
 
     def onApplyTF(self) -> None:
-        volume_node = self.ui.dvrVolumeSelector.currentNode()
+        volume_node = self.parameters.dvrVolume if self.parameters else None
         if volume_node is None:
             slicer.util.errorDisplay("Select the volume to show with the learned transfer function.")
             return
         with slicer.util.tryWithErrorDisplay("Could not apply the learned transfer function.", waitCursor=True):
-            self.logic.apply_learned_tf(volume_node, self.ui.runPathLineEdit.currentPath, method="gpu",
+            self.logic.apply_learned_tf(volume_node, self.parameters.dvrRunPath, method="gpu",
                                         volume_rendering_logic=slicer.modules.volumerendering.logic())
 
     def onRenderView(self) -> None:
@@ -137,12 +159,12 @@ class DeepDVRSection:
         window = view.renderWindow()
         width, height = window.GetSize()
         camera = window.GetRenderers().GetFirstRenderer().GetActiveCamera()
-        with slicer.util.tryWithErrorDisplay("Could not render the view with the trained model.", waitCursor=True):
-            record = record_from_camera(camera, width, height, "view.png")
-            self.viewProcess = self.logic.render_view(
-                record, height, self.ui.runPathLineEdit.currentPath, self.ui.dvrVolumeSelector.currentNode(),
-                on_node=self.showRenderedView,
-                on_failed=lambda reason: slicer.util.errorDisplay(f"Could not render the view.\n\n{reason}"))
+        record = record_from_camera(camera, width, height, "view.png")
+        settings = self.parameters
+        self.withServer(lambda client: self.logic.render_view(
+            client, record, height, settings.dvrRunPath, settings.dvrVolume, on_node=self.showRenderedView,
+            on_failed=lambda reason: slicer.util.errorDisplay(f"Could not render the view.\n\n{reason}")),
+            "Rendering the view with the trained model")
 
     def showRenderedView(self, node) -> None:
         """Only in the Red view, over whatever else it showed: the other views keep the user's layers."""

@@ -1,9 +1,9 @@
 """Capture & Probe section of VFM Volume Lab, without Qt: MRML nodes ⇄ :mod:`vfmlab.render` / :mod:`vfmlab.probes`.
 
 Capturing renders in this process (inside Slicer through the app's 3D view, headless in tests) and
-writes ``view_NNN.png``, ``labels_NNN.png`` and ``cameras.json``; probing runs as the background job
-``probe`` (``vfmlab.probes.tasks``) on that folder, and its maps come back into the scene as image
-and volume nodes. Heavy modules (torch, timm) are only imported by the job process.
+writes ``view_NNN.png``, ``labels_NNN.png`` and ``cameras.json``; probing runs as the ``probe`` job
+(``vfmlab.probes.tasks``) on the model server, the capture folder sent to it, its results mirrored back;
+its maps come into the scene as image and volume nodes. Model code never runs in Slicer's process.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any, Callable, Optional
 from vfmlab.render.poses import Orbit
 from vfmlab.render.settings import RenderSettings
 
+from VFMVolumeLabLib.section_logic import SectionLogic
+
 TASK = "probe"
-TASK_MODULE = "vfmlab.probes.tasks"
 
 
 @dataclass
@@ -33,16 +34,6 @@ class CaptureRequest:
 
 
 @dataclass
-class ProbeJob:
-    """Arguments of ``vfmlab.jobs.Job.start`` / ``BackgroundProcess`` for one probe run."""
-
-    task: str
-    params: dict[str, Any]
-    module: str
-    workdir: Path
-
-
-@dataclass
 class ProbeResultNodes:
     """Nodes added for one model: its grid picture and the first capture's per-head maps (one slice per head)."""
 
@@ -52,11 +43,15 @@ class ProbeResultNodes:
     extra: dict = field(default_factory=dict)
 
 
-class ProbeLogic:
-    def __init__(self, scene, volume_rendering_logic=None):
+class ProbeLogic(SectionLogic):
+    def __init__(self, scene, volume_rendering_logic=None, timer_factory: Optional[Callable] = None):
         """``volume_rendering_logic``: the app's (``slicer.modules.volumerendering.logic()``), else a headless one."""
-        self.scene = scene
+        super().__init__(scene, timer_factory)
         self.volume_rendering_logic = volume_rendering_logic
+
+    @property
+    def is_running(self) -> bool:
+        return self.running(TASK)
 
     @staticmethod
     def presets() -> list[str]:
@@ -117,22 +112,22 @@ class ProbeLogic:
         path = Path(storage.GetFileName())
         return path if path.is_file() else None
 
-    @staticmethod
-    def probe_job(capture_dir: str | Path, out_dir: str | Path, models: list[str],
-                  threads: Optional[int] = None) -> ProbeJob:
-        """The background job that probes ``capture_dir`` with ``models`` into ``out_dir``."""
+    def start_probe(self, client, capture_dir: str | Path, out_dir: str | Path, models: list[str],
+                    threads: Optional[int] = None, **callbacks):
+        """Probe ``capture_dir`` with ``models`` on ``client``'s server; results mirrored into ``out_dir``.
+        ``callbacks``: ``on_progress``, ``on_done`` of :class:`JobFollower` (returned)."""
+        from vfmlab.client.jobs import ServerJob, folder_reference
         from vfmlab.errors import InputError
         from vfmlab.models.catalogue import get
 
         if not models:
             raise InputError("tick at least one model to probe with")
         for model in models:
-            get(model, "probe")  # an unknown name is refused here, before a process starts
-        out_dir = Path(out_dir)
-        params = {"source": str(Path(capture_dir).resolve()), "out": str(out_dir.resolve()), "models": list(models)}
+            get(model, "probe")  # an unknown name is refused here, before anything is sent
+        params = {"source": folder_reference(client, capture_dir), "out": "run:.", "models": list(models)}
         if threads:
             params["threads"] = int(threads)
-        return ProbeJob(TASK, params, TASK_MODULE, out_dir / "job")
+        return self.follow(TASK, lambda: ServerJob.start(client, TASK, params, out_dir), **callbacks)
 
     def load_results(self, out_dir: str | Path) -> list[ProbeResultNodes]:
         """Per model that ran: its grid picture as an RGB image node and the first capture's per-head maps

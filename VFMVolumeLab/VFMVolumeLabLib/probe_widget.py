@@ -5,41 +5,57 @@ Mount it from the module widget's ``setup()``::
     from VFMVolumeLabLib.probe_widget import ProbeSection
     self.probeSection = ProbeSection(self.layout)
 
-and call ``self.probeSection.cleanup()`` from the widget's ``cleanup()``.
+and call ``self.probeSection.cleanup()`` from the widget's ``cleanup()``. Captures are rendered here by
+Slicer's volume rendering; probing runs as a job on the model server.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
+from typing import Annotated, Optional
 
 import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
 
-from VFMVolumeLabLib.probe_logic import CaptureRequest, ProbeLogic
+from vfmlab.render.presets import preset_names
 
-UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "Probe.ui"
+from VFMVolumeLabLib.probe_logic import TASK, CaptureRequest, ProbeLogic
+from VFMVolumeLabLib.section_widget import Section
+
 CURRENT_PRESET = "(current)"
+SHADING = {"As the preset": None, "On": True, "Off": False}
+_REQUEST = CaptureRequest()
 
 
-class ProbeSection:
+@parameterNodeWrapper
+class ProbeParameters:
+    """The section's settings, saved with the scene; defaults are :class:`CaptureRequest`'s."""
+
+    probeVolume: vtkMRMLScalarVolumeNode
+    probeSegmentation: Optional[vtkMRMLSegmentationNode]
+    probePreset: Annotated[str, Choice([CURRENT_PRESET] + preset_names()), Default(_REQUEST.preset)]
+    probeShift: Annotated[float, Default(_REQUEST.shift)]
+    probeShading: Annotated[str, Choice(list(SHADING)), Default("As the preset")]
+    probeViews: Annotated[int, Default(_REQUEST.views)]
+    probeElevation: Annotated[float, Default(_REQUEST.elevation)]
+    probeCurrentView: Annotated[bool, Default(_REQUEST.current_view)]
+    probeOutputDirectory: Annotated[Path, Default(Path(tempfile.gettempdir()) / "VFMProbe")]
+
+
+class ProbeSection(Section):
     """Volume, segments, preset, views, models; Capture & Probe with progress and Cancel; maps shown beside 3D."""
 
-    def __init__(self, parent_layout, scene=None):
+    UI_FILE = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "Probe.ui"
+    PARAMETERS = ProbeParameters
+    PARAMETER_PREFIX = "Probe"
+
+    def __init__(self, parent_layout, scene=None, link=None) -> None:
         import qt
 
-        import VFMVolumeLabLib
-
-        VFMVolumeLabLib.ensure_vfmlab_importable()
-        self.scene = scene or slicer.mrmlScene
-        self.logic = ProbeLogic(self.scene, slicer.modules.volumerendering.logic())
-        self.process = None
+        super().__init__(parent_layout, scene, link)
         self.runDir = None
-        self.widget = slicer.util.loadUI(str(UI_FILE))
-        parent_layout.addWidget(self.widget)
-        self.ui = slicer.util.childWidgetVariables(self.widget)
-        self.widget.setMRMLScene(self.scene)
-        self.ui.probePresetComboBox.addItems([CURRENT_PRESET] + self.logic.presets())
-        self.ui.probePresetComboBox.setCurrentText("CT-AAA")
-        self.ui.probeOutputDirectoryButton.directory = str(Path(slicer.app.temporaryPath) / "VFMProbe")
         self.modelCheckBoxes = {}
         for name, description, available, detail in self.logic.models():
             box = qt.QCheckBox(f"{name}: {description}")
@@ -52,21 +68,19 @@ class ProbeSection:
         self.ui.probeCancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.probeCurrentViewCheckBox.connect("toggled(bool)", self.onCurrentViewToggled)
 
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.is_running:
-            self.process.cancel()
+    def createLogic(self):
+        return ProbeLogic(self.scene, slicer.modules.volumerendering.logic())
 
     def onCurrentViewToggled(self, checked: bool) -> None:
         self.ui.probeViewsSpinBox.enabled = not checked
         self.ui.probeElevationSpinBox.enabled = not checked
 
     def request(self) -> CaptureRequest:
-        preset = self.ui.probePresetComboBox.currentText
-        shading = {0: None, 1: True, 2: False}[self.ui.probeShadingComboBox.currentIndex]
+        settings = self.parameters
         return CaptureRequest(
-            preset=None if preset == CURRENT_PRESET else preset, shift=float(self.ui.probeShiftSpinBox.value),
-            views=int(self.ui.probeViewsSpinBox.value), elevation=float(self.ui.probeElevationSpinBox.value),
-            shading=shading, current_view=bool(self.ui.probeCurrentViewCheckBox.checked),
+            preset=None if settings.probePreset == CURRENT_PRESET else settings.probePreset, shift=settings.probeShift,
+            views=settings.probeViews, elevation=settings.probeElevation, shading=SHADING[settings.probeShading],
+            current_view=settings.probeCurrentView,
             method="gpu",  # the app's 3D view renders on the graphics card
         )
 
@@ -78,25 +92,39 @@ class ProbeSection:
         return RenderWindowView(renderWindow, renderWindow.GetRenderers().GetFirstRenderer(), threeDView.mrmlViewNode())
 
     def onCaptureAndProbe(self) -> None:
-        from VFMVolumeLabLib.BackgroundProcess import BackgroundProcess
-
-        if self.process is not None and self.process.is_running:
+        """Capture here (Slicer renders), then probe the captures on the model server."""
+        if self.logic.is_running or self.parameters is None:
             return
         models = [name for name, box in self.modelCheckBoxes.items() if box.enabled and box.checked]
+        settings = self.parameters
         with slicer.util.tryWithErrorDisplay("Capture & Probe could not start.", waitCursor=True):
-            self.runDir = Path(self.ui.probeOutputDirectoryButton.directory) / time.strftime("%Y%m%d-%H%M%S")
-            job = self.logic.probe_job(self.runDir / "captures", self.runDir / "probes", models)
+            if not models:
+                raise ValueError("tick at least one model to probe with")
+            runDir = Path(settings.probeOutputDirectory) / time.strftime("%Y%m%d-%H%M%S")
             self.setRunning(True)
-            self.logic.capture(
-                self.ui.probeVolumeSelector.currentNode(), self.runDir / "captures", self.request(),
-                self.ui.probeSegmentationSelector.currentNode(), view=self.appView(), progress=self.onCaptureProgress,
-            )
-            self.process = BackgroundProcess(job.task, job.params, job.workdir, module=job.module,
-                                             on_progress=self.onProgress, on_done=self.onDone)
-            self.process.start()
-            self.ui.probeStatusLabel.text = "Probing the captures..."
-        if self.process is None or not self.process.is_running:
+            try:
+                self.logic.capture(settings.probeVolume, runDir / "captures", self.request(), settings.probeSegmentation,
+                                   view=self.appView(), progress=self.onCaptureProgress)
+            except Exception:
+                self.setRunning(False)
+                raise
+            self.runDir = runDir
+            self.ui.probeStatusLabel.text = "Sending the captures to the model server..."
+            self.withServer(self.probeWith, "Probing")
+
+    def probeWith(self, client) -> None:
+        models = [name for name, box in self.modelCheckBoxes.items() if box.enabled and box.checked]
+        try:
+            self.logic.start_probe(client, self.runDir / "captures", self.runDir / "probes", models,
+                                   on_progress=self.onProgress, on_done=self.onDone)
+        except Exception:
             self.setRunning(False)
+            raise
+        self.ui.probeStatusLabel.text = "Probing the captures..."
+
+    def onServerFailed(self, message: str, what: str) -> None:
+        self.setRunning(False)
+        super().onServerFailed(message, what)
 
     def onCaptureProgress(self, fraction: float, message: str) -> None:
         import qt
@@ -110,8 +138,8 @@ class ProbeSection:
         self.ui.probeStatusLabel.text = message
 
     def onCancel(self) -> None:
-        if self.process is not None:
-            self.process.cancel()
+        if self.logic.is_running:
+            self.logic.cancel(TASK)
             self.ui.probeStatusLabel.text = "Cancelling..."
 
     def onDone(self, state: str, outcome) -> None:

@@ -11,6 +11,8 @@ tested with pytest; :func:`shared_link` wires Slicer's ``QSettings`` and the app
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,6 +20,11 @@ from typing import Any, Callable, Optional
 from vfmlab.client import ModelClient, ServerConnection, ServerUnavailable
 
 URL_KEY, TOKEN_KEY = "VFMVolumeLab/ServerURL", "VFMVolumeLab/ServerToken"
+
+
+def slicer_python() -> str:
+    """The interpreter for the local server: in Slicer, sys.executable is the Slicer application itself."""
+    return shutil.which("PythonSlicer") or sys.executable
 
 
 @dataclass
@@ -143,8 +150,6 @@ def shared_link() -> ModelServerLink:
     if _shared_link is None:
         import qt
         import slicer
-
-        from VFMVolumeLabLib.BackgroundProcess import slicer_python
 
         folder = Path(slicer.app.temporaryPath) / "VFMVolumeLab" / "server"
         _shared_link = ModelServerLink(qt.QSettings(), slicer_python(), folder)

@@ -6,13 +6,19 @@ its status, so a panel's timer never blocks on the model.
 """
 from __future__ import annotations
 
+import hashlib
+import http.client
+import io
 import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,7 +83,7 @@ class ModelClient:
                 return response.read()
         except urllib.error.HTTPError as error:
             raise ServerError(f"{what}: {_error_message(error)}", error.code) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             raise ServerUnavailable(f"the model server at {self.url} does not answer ({reason}); "
                                     "start it (vfmlab serve) or check the URL in the module's settings") from None
@@ -104,6 +110,19 @@ class ModelClient:
             if error.status == 404:
                 return False
             raise
+
+    def send_folder(self, folder: str | Path) -> str:
+        """Make sure the server holds the files under ``folder`` (for a job: name it ``"bundle:<sha256>"``);
+        returns the sha256 of its archive. Sent only when the server lacks it."""
+        payload = folder_archive(folder)
+        sha256 = hashlib.sha256(payload).hexdigest()
+        try:
+            self.request("GET", f"/bundles/{sha256}")
+        except ServerError as error:
+            if error.status != 404:
+                raise
+            self.request("PUT", f"/bundles/{sha256}", payload, timeout=max(self.timeout, 600.0))
+        return sha256
 
     def metrics(self, prediction: np.ndarray, reference: np.ndarray, ijk_to_ras: np.ndarray) -> dict:
         """Dice, IoU, precision, recall and HD95 (mm) of two ``(K, J, I)`` masks on one volume grid."""
@@ -170,10 +189,29 @@ class ModelClient:
     def resume_job(self, job_id: str) -> dict:
         return self.request("POST", f"/jobs/{job_id}/resume")
 
+    def job_files(self, job_id: str) -> list[dict]:
+        """Every file of the job's folder: ``{"path", "size", "mtime_ns"}``."""
+        return self.request("GET", f"/jobs/{job_id}/files")["files"]
+
     def job_file(self, job_id: str, relative: str) -> bytes:
-        request = urllib.request.Request(f"{self.url}/jobs/{job_id}/files/{relative}",
+        request = urllib.request.Request(f"{self.url}/jobs/{job_id}/files/{urllib.parse.quote(relative)}",
                                          headers={"Authorization": f"Bearer {self.token}"})
-        return self._send(request, f"job file {relative}")
+        return self._send(request, f"job file {relative}", timeout=max(self.timeout, 600.0))
+
+
+def folder_archive(folder: str | Path) -> bytes:
+    """The files under ``folder`` as a zip archive whose bytes depend only on their names and contents
+    (sorted, fixed dates), so the same folder always has the same sha256 and is sent once."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VfmlabError(f"{folder} is not a folder")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
 
 
 def _prompt(model: str, volume: str, axis: str, index: int, box, points, labels) -> dict:

@@ -143,6 +143,16 @@ class ServerConnection:
             self.local = LocalServer(self.python, self.folder, self.options, self.env).start()
         return self.local.client() if self.local.ready() else None
 
+    def wait_client(self, timeout: float = 180.0) -> ModelClient:
+        """Block until the server answers (scripts, tests and Slicer's self-tests; panels poll :meth:`client`)."""
+        deadline = time.monotonic() + timeout
+        while (client := self.client()) is None:
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"the local model server did not start within {timeout:g} s:\n"
+                                        f"{self.local.log_tail() if self.local else ''}")
+            time.sleep(0.1)
+        return client
+
     def stop(self) -> None:
         if self.local is not None:
             self.local.stop()

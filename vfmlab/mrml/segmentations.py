@@ -71,7 +71,18 @@ def _export_labels(segmentation_node, segment_ids: list[str], reference_node) ->
             raise InputError(f"could not export segments of '{segmentation_node.GetName()}' to a label map")
         return array_from_image_data(labelmap.GetImageData())
     finally:
-        scene.RemoveNode(labelmap)
+        _remove_with_display(scene, labelmap)
+
+
+def _remove_with_display(scene, labelmap) -> None:
+    """Remove a temporary label map with the display and colour table nodes the export made for it."""
+    display = labelmap.GetDisplayNode()
+    color = display.GetColorNode() if display is not None else None
+    scene.RemoveNode(labelmap)
+    if display is not None:
+        scene.RemoveNode(display)
+    if color is not None and color.GetScene() is scene and color.GetType() == color.User:
+        scene.RemoveNode(color)  # the export's own table of segment colours, not a shared default one
 
 
 def segment_mask(segmentation_node, segment_id: str, reference_node) -> np.ndarray:

@@ -105,8 +105,6 @@ class _ThroughServer:
         self.sha256 = self.client.send_volume(volume.array, volume.ijk_to_ras)
 
     def masks(self, located, rules: dict, propagate: bool, on_slice):
-        import numpy as np
-
         from ..client import ServerError
         from ..slices import SliceStack
 
@@ -114,8 +112,8 @@ class _ThroughServer:
                   located.point_labels)
         if not propagate:
             answer = self.client.segment(*prompt)
-            mask = np.zeros(self.volume.array.shape, bool)
-            SliceStack.of(self.volume, located.axis).view(mask)[located.index] = answer.mask
+            mask = SliceStack.of(self.volume, located.axis).volume_mask(self.volume.array.shape, located.index,
+                                                                       answer.mask)
             return mask, (located.index, located.index), {}
         started = self.client.start_propagation(*prompt, rules=rules)
         done = [0]

@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
 from ..client.wire import WireError, encode_mask
 from ..errors import VfmlabError
+from .bundles import BundleStore, UnknownBundle
 from .config import ServerConfig
 from .gate import Gate
 from .jobs import JobBoard, task_names
@@ -28,6 +29,7 @@ from .schemas import EncodingRequest, JobRequest, MetricsRequest, PropagationReq
 from .state import SegmenterFactory, SegmenterPool, UnknownVolume, VolumeStore, default_segmenter_factory
 
 log = logging.getLogger("vfmlab.server")
+WHOLE_FILE_BYTES = 64 << 20  # job files up to this size are read whole before they are sent
 
 
 class ServerState:
@@ -35,11 +37,13 @@ class ServerState:
 
     def __init__(self, config: ServerConfig, segmenter_factory: SegmenterFactory | None = None):
         self.config = config
+        self.server_id = _server_id(config.workdir)
         self.store = VolumeStore(config.max_volumes, config.workdir / "volumes")
         self.segmenters = SegmenterPool(segmenter_factory or default_segmenter_factory(config.device, config.backend),
                                         config.max_segmenters)
         self.operations = Operations()
-        self.jobs = JobBoard(config.workdir / "jobs", self.store)
+        self.bundles = BundleStore(config.workdir / "bundles")
+        self.jobs = JobBoard(config.workdir / "jobs", self.store, self.bundles)
 
     def bind(self, request: SlicePromptRequest | EncodingRequest):
         return self.segmenters.bind(request.model, request.volume, self.store.get(request.volume))
@@ -47,6 +51,17 @@ class ServerState:
     def shutdown(self) -> None:
         self.operations.shutdown()
         self.jobs.shutdown()
+
+
+def _server_id(workdir) -> str:
+    """The id of this work folder (made once): clients recognise the server that holds their jobs by it."""
+    import uuid
+
+    path = workdir / "server_id"
+    if not path.is_file():
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(uuid.uuid4().hex, encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -72,6 +87,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UnknownVolume)
     async def unknown_volume(_, error: UnknownVolume):
+        return _error(404, str(error))
+
+    @app.exception_handler(UnknownBundle)
+    async def unknown_bundle(_, error: UnknownBundle):
         return _error(404, str(error))
 
     @app.exception_handler(VfmlabError)
@@ -111,7 +130,7 @@ def create_app(config: ServerConfig, token: str, segmenter_factory: SegmenterFac
 def _add_volume_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/health")
     def health():
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "server_id": state.server_id}
 
     @app.get("/models")
     def models():
@@ -126,12 +145,18 @@ def _add_volume_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.put("/volumes/{sha256}")
     async def put_volume(sha256: str, request: Request):
-        payload = await request.body()
-        digest = await run_in_threadpool(lambda: hashlib.sha256(payload).hexdigest())
-        if digest != sha256:
-            raise HTTPException(400, f"the body's sha256 is {digest}, not the {sha256} named in the path")
-        volume = await run_in_threadpool(state.store.add, sha256, payload)
+        volume = await run_in_threadpool(state.store.add, sha256, await _named_body(request, sha256))
         return {"sha256": sha256, "shape": list(volume.array.shape), "spacing": list(volume.spacing)}
+
+    @app.get("/bundles/{sha256}")
+    def bundle_info(sha256: str):
+        state.bundles.path(sha256)
+        return {"sha256": sha256}
+
+    @app.put("/bundles/{sha256}")
+    async def put_bundle(sha256: str, request: Request):
+        """A folder for jobs, as a zip archive (``ModelClient.send_folder``); named ``bundle:<sha256>`` in params."""
+        return await run_in_threadpool(state.bundles.add, sha256, await _named_body(request, sha256))
 
     @app.post("/metrics")
     def metrics(request: MetricsRequest):
@@ -146,6 +171,15 @@ def _add_volume_routes(app: FastAPI, state: ServerState) -> None:
             raise HTTPException(400, "the prediction and the reference lie on different grids; "
                                      "resample one onto the other's volume first")
         return segment_metrics(prediction.array != 0, reference.array != 0, prediction.spacing[::-1])
+
+
+async def _named_body(request: Request, sha256: str) -> bytes:
+    """The upload's bytes, checked against the sha256 the path names them by."""
+    payload = await request.body()
+    digest = await run_in_threadpool(lambda: hashlib.sha256(payload).hexdigest())
+    if digest != sha256:
+        raise HTTPException(400, f"the body's sha256 is {digest}, not the {sha256} named in the path")
+    return payload
 
 
 def _add_segment_routes(app: FastAPI, state: ServerState) -> None:
@@ -197,7 +231,8 @@ def _add_segment_routes(app: FastAPI, state: ServerState) -> None:
 
 
 def _job_status(job_id: str, job, since: int) -> dict:
-    return {"id": job_id, "state": job.state, "result": job.result, "reason": job.reason,
+    """``folder`` is the job's folder on the server: paths in results and events start with it."""
+    return {"id": job_id, "state": job.state, "result": job.result, "reason": job.reason, "folder": str(job.workdir),
             "events": [json.loads(event.to_json()) for event in job.events[since:]], "count": len(job.events)}
 
 
@@ -225,13 +260,25 @@ def _add_job_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/jobs/{job_id}/resume", status_code=202)
     def resume_job(job_id: str):
+        try:
+            return _job_status(job_id, state.jobs.resume(job_id), 0)
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id} on this server") from None
+
+    @app.get("/jobs/{job_id}/files")
+    def job_files(job_id: str):
         job(job_id)
-        return _job_status(job_id, state.jobs.resume(job_id), 0)
+        return {"files": state.jobs.files(job_id)}
 
     @app.get("/jobs/{job_id}/files/{relative:path}")
     def job_file(job_id: str, relative: str):
         job(job_id)
         try:
-            return FileResponse(state.jobs.file(job_id, relative))
+            path = state.jobs.file(job_id, relative)
         except KeyError:
             raise HTTPException(404, f"job {job_id} has no file {relative}") from None
+        if path.stat().st_size > WHOLE_FILE_BYTES:
+            return FileResponse(path)
+        # Read at once: a running job appends to its logs and metrics, and a streamed file that grows
+        # or is replaced meanwhile would not match the length announced first.
+        return Response(path.read_bytes(), media_type="application/octet-stream")

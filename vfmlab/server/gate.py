@@ -9,7 +9,7 @@ import json
 import secrets
 
 PUBLIC_PATHS = ("/health",)
-UPLOAD_PREFIX = "/volumes/"
+UPLOAD_PREFIXES = ("/volumes/", "/bundles/")
 
 
 class Gate:
@@ -46,7 +46,7 @@ class Gate:
             length = int(headers.get(b"content-length", b"0"))
         except ValueError:
             return 400, "the Content-Length header is not a number", []
-        limit = self.max_upload_bytes if scope["path"].startswith(UPLOAD_PREFIX) else self.max_request_bytes
+        limit = self.max_upload_bytes if scope["path"].startswith(UPLOAD_PREFIXES) else self.max_request_bytes
         if length > limit:
             return 413, f"the request body ({length} bytes) is over the server's limit of {limit} bytes", []
         return None
