@@ -98,6 +98,7 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self.probeSection = None
         self.deepDVRSection = None
+        self.keySlicesSection = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -123,15 +124,18 @@ class VFMVolumeLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.probeSection or self.logic.missingDependencies():
             return
         from VFMVolumeLabLib.dvr_widget import DeepDVRSection
+        from VFMVolumeLabLib.keyslices_widget import KeySlicesSection
         from VFMVolumeLabLib.probe_widget import ProbeSection
 
         self.probeSection = ProbeSection(self.layout)
         self.deepDVRSection = DeepDVRSection(self.layout)
+        self.keySlicesSection = KeySlicesSection(self.layout)
         self.layout.addStretch(1)
         self.bindSections()
 
     def sections(self) -> list:
-        return [section for section in (self.probeSection, self.deepDVRSection) if section is not None]
+        return [section for section in (self.probeSection, self.deepDVRSection, self.keySlicesSection)
+                if section is not None]
 
     def bindSections(self) -> None:
         """Each section keeps its settings in this module's parameter node (saved with the scene)."""

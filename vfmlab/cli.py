@@ -71,6 +71,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 FEATURE_COMMAND_MODULES: list[str] = [
     "vfmlab.btvae.commands",
     "vfmlab.dvr.commands",
+    "vfmlab.keyslices.commands",
     "vfmlab.models.commands",
     "vfmlab.render.commands",
     "vfmlab.probes.commands",

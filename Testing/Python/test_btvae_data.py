@@ -51,6 +51,22 @@ def test_split_is_stratified_nested_over_ratios_and_test_set_fixed():
     assert tuple(other_seed.test) != tests[0]
 
 
+def test_key_slice_labelling_takes_the_priority_order_and_keeps_the_test_slices():
+    positive = np.zeros(100, bool)
+    positive[10:40] = True
+    random = split_slices(positive, DataConfig(ratio=0.2, seed=3))
+    priority = np.arange(100)[::-1]  # the last slices are the most worth labelling
+    keyed = split_slices(positive, DataConfig(ratio=0.2, seed=3, label_choice="key"), priority)
+    np.testing.assert_array_equal(keyed.test, random.test)
+    assert len(keyed.labelled) == len(random.labelled)
+    for stratum in (positive, ~positive):
+        pool = np.setdiff1d(np.flatnonzero(stratum), keyed.test)
+        labelled = np.intersect1d(keyed.labelled, pool)
+        assert labelled.min() > np.setdiff1d(pool, labelled).max(), "the top of the order is labelled first"
+    with pytest.raises(InputError, match="unknown label choice"):
+        DataConfig(label_choice="best").validate()
+
+
 def test_split_refuses_a_segment_in_fewer_than_two_slices():
     with pytest.raises(InputError, match="at least 2"):
         split_slices(np.eye(1, 10, dtype=bool)[0], DataConfig())

@@ -754,6 +754,7 @@ def test_ui_file_and_module_code_agree(module):
 SECTIONS = (  # the section's .ui file, and the files whose self.ui uses it (the first holds the parameters)
     ("VFMVolumeLab/Resources/UI/DeepDVR.ui", ("VFMVolumeLab/VFMVolumeLabLib/dvr_widget.py",)),
     ("VFMVolumeLab/Resources/UI/Probe.ui", ("VFMVolumeLab/VFMVolumeLabLib/probe_widget.py",)),
+    ("VFMVolumeLab/Resources/UI/KeySlices.ui", ("VFMVolumeLab/VFMVolumeLabLib/keyslices_widget.py",)),
     ("SegmentationTools/Resources/UI/BTVAE.ui", ("SegmentationTools/SegmentationToolsLib/btvae_widget.py",)),
     ("SegmentationTools/Resources/UI/PromptSegment.ui", ("SegmentationTools/SegmentationToolsLib/segment_widget.py",
                                                          "SegmentationTools/SegmentationToolsLib/finetune_widget.py")),

@@ -34,6 +34,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="batch size of both stages")
     parser.add_argument("--samples", type=int, help="z samples per slice at inference (default 16)")
     parser.add_argument("--seed", type=int, help=f"seed of the split and the training (default {DataConfig.seed})")
+    parser.add_argument("--label-choice", choices=("random", "key"),
+                        help=f"which training slices are labelled: random, or key slices first (default "
+                        f"{DataConfig.label_choice})")
     parser.add_argument("--device", help=f"auto (CUDA when available), cpu, cuda, cuda:1 ... (default {TrainConfig.device})")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
@@ -65,7 +68,7 @@ def _config(args: argparse.Namespace, ratio: float | None = None) -> TrainConfig
         config.pretrain.batch_size = config.finetune.batch_size = args.batch_size
     if args.samples is not None:
         config.inference_samples = args.samples
-    given = {"axis": args.axis, "seed": args.seed, "ratio": ratio}
+    given = {"axis": args.axis, "seed": args.seed, "ratio": ratio, "label_choice": args.label_choice}
     for name, value in given.items():
         if value is not None:
             setattr(config.data, name, value)

@@ -16,6 +16,7 @@ from vfmlab.errors import InputError
 LATENT_PAIRINGS = ("aligned", "pooled")
 INTENSITY_MODES = ("auto", "ct", "percentile")
 SLICE_AXES = ("axial", "coronal", "sagittal")
+LABEL_CHOICES = ("random", "key")
 
 
 @dataclass
@@ -114,6 +115,9 @@ class DataConfig:
     # model) of a study is scored on the same slices.
     test_fraction: float = 0.2
     seed: int = 0
+    # which training slices get labels: "random" (one fixed shuffle) or "key" (vfmlab.keyslices: the slices an
+    # encoder finds important and unlike each other first, chosen from the images alone)
+    label_choice: str = "random"
     intensity: str = "auto"  # vfmlab.segment.intensity: HU window for CT, percentiles otherwise
     ct_window: str = "abdomen"
 
@@ -124,6 +128,8 @@ class DataConfig:
             raise InputError(f"test fraction must be in (0, 1), got {self.test_fraction}")
         if self.axis not in SLICE_AXES:
             raise InputError(f"unknown slice axis '{self.axis}'; use one of {', '.join(SLICE_AXES)}")
+        if self.label_choice not in LABEL_CHOICES:
+            raise InputError(f"unknown label choice '{self.label_choice}'; use one of {', '.join(LABEL_CHOICES)}")
         if self.intensity not in INTENSITY_MODES:
             raise InputError(f"unknown intensity mode '{self.intensity}'; use one of {', '.join(INTENSITY_MODES)}")
 

@@ -8,7 +8,7 @@ and scaled with :mod:`vfmlab.segment.intensity` (HU window for CT, percentiles o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,19 @@ class SliceSet:
     images: np.ndarray
     masks: np.ndarray
     names: list[str]
+    _labelling_order: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def labelling_order(self) -> np.ndarray:
+        """Every slice, the most worth labelling first (:func:`vfmlab.keyslices.run.labelling_order`, from the
+        images alone); computed once per set, so a study's runs at several ratios encode the slices once."""
+        if self._labelling_order is None:
+            from vfmlab.keyslices.run import labelling_order
+
+            self._labelling_order = labelling_order(self.images)
+        return self._labelling_order
 
     @property
     def positive(self) -> np.ndarray:
@@ -218,12 +228,14 @@ class Split:
         return {key: [int(i) for i in getattr(self, key)] for key in ("test", "labelled", "unlabelled")}
 
 
-def split_slices(positive: np.ndarray, config: DataConfig) -> Split:
+def split_slices(positive: np.ndarray, config: DataConfig, priority: np.ndarray | None = None) -> Split:
     """Stratified (positive / negative slices) split with ``config.seed``.
 
     The test slices are drawn first and do not depend on the ratio; labelled slices are the first
     ``ratio`` of one fixed shuffle of the rest, so a smaller ratio's labelled set is contained in a
-    larger one's. At least one positive slice is labelled and, when there are two, tested.
+    larger one's. At least one positive slice is labelled and, when there are two, tested. With
+    ``priority`` (every slice index, most worth labelling first: :func:`vfmlab.keyslices.run.labelling_order`)
+    the rest is taken in that order instead of the shuffle; the test slices stay the same.
     """
     config.validate()
     positive = np.asarray(positive, bool)
@@ -240,6 +252,10 @@ def split_slices(positive: np.ndarray, config: DataConfig) -> Split:
         if is_positive:
             n_test = min(n_test, len(order) - 1)  # keep one positive to learn from
         pool = order[n_test:]
+        if priority is not None:
+            rank = np.empty(len(positive), np.int64)
+            rank[np.asarray(priority)] = np.arange(len(positive))
+            pool = pool[np.argsort(rank[pool], kind="stable")]
         n_labelled = round(config.ratio * len(pool))
         if is_positive:
             n_labelled = max(1, n_labelled)

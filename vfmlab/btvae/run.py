@@ -41,7 +41,8 @@ def prepare_data(
     config.validate()
     if slices is None:
         slices = load_sources(sources, str(label), config.data, config.model.image_size)
-    return slices, split_slices(slices.positive, config.data)
+    priority = slices.labelling_order() if config.data.label_choice == "key" else None
+    return slices, split_slices(slices.positive, config.data, priority)
 
 
 def _start(run: RunFolder, identity: dict[str, Any], resume: bool) -> dict[str, Any] | None:

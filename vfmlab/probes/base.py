@@ -31,6 +31,7 @@ class AttentionMaps:
     image_size: tuple[int, int]  # (H, W) of the capture
     input_size: tuple[int, int]  # (H, W) the model saw, before padding
     layer: str  # which attention module was read
+    features: np.ndarray | None = None  # ``(D,)`` the encoder's output averaged over the image, when the probe has one
 
     def __post_init__(self) -> None:
         self.heads = np.asarray(self.heads, dtype=np.float32)

@@ -95,11 +95,11 @@ class LiteMedSamAttentionProbe(AttentionProbe):
         hook = block.attn.register_forward_pre_hook(read)
         try:
             with torch.inference_mode():
-                self.encoder(self._input(rgb))
+                embedding = self.encoder(self._input(rgb))  # (1, 256, 64, 64): what SAM's decoder reads
         finally:
             hook.remove()
         return AttentionMaps(self.name, maps[-1].numpy(), self.mode, rgb.shape[:2], (INPUT_SIZE, INPUT_SIZE),
-                             self.block_name)
+                             self.block_name, features=embedding.mean(dim=(2, 3))[0].numpy())
 
     def plain_forward(self, rgb: np.ndarray) -> None:
         with torch.inference_mode():

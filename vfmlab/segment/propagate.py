@@ -13,7 +13,7 @@ every rule on volumes split into a tuning and a reporting half.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -243,6 +243,38 @@ def propagate(
     for name, step in (("up", 1), ("down", -1)):
         result.stop_reasons[name] = _walk(segmenter, axis, seed, step, config, reference, result, on_slice, should_stop)
     return result
+
+
+def propagate_from_seeds(segmenter: VolumeSegmenter, axis: str, seeds: dict[int, Prompt],
+                         config: PropagationConfig = PropagationConfig()) -> dict[int, np.ndarray]:
+    """Prompts on several slices (e.g. key slices), each propagated toward its neighbours: each slice takes the
+    mask of the nearest seed whose walk reached it. ``{slice index: (rows, cols) mask}``.
+
+    A seed walks at most as far as its farther neighbouring seed (the outermost ones to the volume's end or
+    a stop rule), so every slice between two seeds is reached from both sides when the walks hold. A seed
+    whose prompt gives an empty mask (an organ's last few pixels) is left out; when all are, it raises.
+    """
+    if not seeds:
+        raise InputError("no seed prompts: give at least one")
+    order = sorted(seeds)
+    reached: dict[int, dict[int, np.ndarray]] = {}
+    for n, seed in enumerate(order):
+        gaps = [seed - order[n - 1]] if n > 0 else []
+        gaps += [order[n + 1] - seed] if n + 1 < len(order) else []
+        outermost = n == 0 or n + 1 == len(order)
+        limit = None if outermost else max(gaps)
+        try:
+            reached[seed] = propagate(segmenter, axis, seed, seeds[seed], replace(config, max_slices=limit)).masks
+        except InputError:
+            continue  # empty seed mask: the neighbouring seeds' walks cover its slices
+    if not reached:
+        raise InputError(f"every seed prompt gave an empty mask ({axis} slices {order}); adjust the prompts")
+    order = sorted(reached)
+    masks = {}
+    for index in sorted({i for walk in reached.values() for i in walk}):
+        nearest = min((seed for seed in order if index in reached[seed]), key=lambda seed: abs(seed - index))
+        masks[index] = reached[nearest][index]
+    return masks
 
 
 @dataclass

@@ -21,7 +21,8 @@ from .bundles import BundleStore
 from .state import VolumeStore
 
 # The pillars' task modules: importing them registers their tasks (dvr-train, probe, btvae-*, segment-finetune).
-TASK_MODULES = ("vfmlab.dvr.tasks", "vfmlab.probes.tasks", "vfmlab.btvae.tasks", "vfmlab.segment.tasks")
+TASK_MODULES = ("vfmlab.dvr.tasks", "vfmlab.probes.tasks", "vfmlab.btvae.tasks", "vfmlab.segment.tasks",
+                "vfmlab.keyslices.tasks")
 VOLUME_REF, BUNDLE_REF, RUN_REF, JOB_REF = "volume:", "bundle:", "run:", "job:"
 
 
