@@ -278,7 +278,8 @@ class SegmentationToolsTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Starting the model server")
         client = shared_link().connection.wait_client()
         segmented = self_tests.segment_and_propagate(slicer.mrmlScene, client)
-        self.delayDisplay(f"Right kidney propagated from one box: Dice {segmented['dice']:.3f}")
+        self.delayDisplay(f"Right kidney propagated from one box: Dice {segmented['dice']:.3f}; "
+                          f"from two seeds: {segmented['seeded_dice']:.3f}")
         slicer.mrmlScene.Clear()
         folder = Path(tempfile.mkdtemp(prefix="SegmentationToolsSelfTest-", dir=slicer.app.temporaryPath))
         predicted = self_tests.btvae_predict(slicer.mrmlScene, client, folder)

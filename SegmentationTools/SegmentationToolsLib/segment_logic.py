@@ -10,7 +10,7 @@ first records what it changes, so :meth:`SegmentSession.undo` puts the segmentat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -37,6 +37,51 @@ class SegmentResult:
     slices: tuple[int, int]  # first and last slice index with a mask, along the axis used
     predicted_iou: float | None = None
     stop_reasons: dict[str, str] = field(default_factory=dict)
+
+
+class SeedPrompts:
+    """Prompts kept on several slices of one axis for one segment (e.g. at its key slices) until propagated.
+
+    A second prompt on a slice replaces the first; a prompt on another axis is refused (one propagation
+    walks one axis). :meth:`with_current` joins the prompt placed but not added.
+    """
+
+    def __init__(self):
+        self.prompts: dict[int, object] = {}  # slice index -> vfmlab.mrml.markups.SlicePrompt
+
+    @property
+    def axis(self) -> str | None:
+        return next(iter(self.prompts.values())).axis if self.prompts else None
+
+    def add(self, slice_prompt) -> None:
+        if self.axis not in (None, slice_prompt.axis):
+            raise ValueError(f"the seeds so far are on {self.axis} slices; prompt in a view showing {self.axis} "
+                             f"slices, or clear the seeds to start on {slice_prompt.axis} ones")
+        self.prompts[slice_prompt.index] = slice_prompt
+
+    def clear(self) -> None:
+        self.prompts.clear()
+
+    def describe(self) -> str:
+        if not self.prompts:
+            return "No seeds."
+        count = len(self.prompts)
+        slices = ", ".join(map(str, sorted(self.prompts)))
+        return f"{count} seed{'s' if count > 1 else ''} on {self.axis} slices {slices}."
+
+    def with_current(self, slice_prompt=None) -> tuple[object, list]:
+        """``(first prompt, further seeds)`` for :meth:`SegmentSession.start_propagation`: the seeds and the
+        prompt placed now (which replaces a seed on its slice)."""
+        prompts = dict(self.prompts)
+        if slice_prompt is not None:
+            if self.axis not in (None, slice_prompt.axis):
+                raise ValueError(f"the prompt is on a {slice_prompt.axis} slice but the seeds on {self.axis} ones; "
+                                 "prompt in the seeds' view, or clear the seeds")
+            prompts[slice_prompt.index] = slice_prompt
+        if not prompts:
+            raise ValueError("place a box or points on a slice first (or add seeds)")
+        first, *more = (prompts[index] for index in sorted(prompts))
+        return first, more
 
 
 class SegmentSession:
@@ -92,10 +137,12 @@ class SegmentSession:
                                                                          answer.mask)
         return mask, SegmentResult("", (slice_prompt.index, slice_prompt.index), answer.iou)
 
-    def start_propagation(self, slice_prompt, rules: Optional[dict] = None) -> str:
-        """Start propagating from the prompt's slice; returns the server's operation id to poll."""
+    def start_propagation(self, slice_prompt, rules: Optional[dict] = None, seeds: Sequence = ()) -> str:
+        """Start propagating from the prompt's slice, and from ``seeds`` (prompts on other slices of the same
+        axis: one segment prompted at several slices, e.g. its key slices); returns the operation id to poll."""
         args = self._prompt_args(slice_prompt)
-        return self._on_server(lambda: self.client.start_propagation(*args, rules=rules or {}))["id"]
+        more = [self._prompt_args(seed)[3:] for seed in seeds]
+        return self._on_server(lambda: self.client.start_propagation(*args, rules=rules or {}, seeds=more))["id"]
 
     def propagation_result(self, operation_id: str) -> tuple[np.ndarray, SegmentResult]:
         """The finished propagation's ``(K, J, I)`` mask."""
@@ -112,20 +159,23 @@ class SegmentSession:
                                                                   wanted))["id"]
 
     def compute(self, slice_prompt, propagate: bool = False, rules: Optional[dict] = None,
-                on_status: Optional[Callable[[dict], None]] = None) -> tuple[np.ndarray, SegmentResult]:
+                on_status: Optional[Callable[[dict], None]] = None,
+                seeds: Sequence = ()) -> tuple[np.ndarray, SegmentResult]:
         """Blocking :meth:`segment_slice` or propagation, for scripts and self-tests (panels poll instead)."""
         if not propagate:
             return self.segment_slice(slice_prompt)
-        operation_id = self.start_propagation(slice_prompt, rules)
+        operation_id = self.start_propagation(slice_prompt, rules, seeds)
         ended = self.client.wait_operation(operation_id, on_status)
         if ended["state"] != "finished":
             raise ServerError(f"propagation {ended['state']}: {ended['error'] or 'stopped'}")
         return self.propagation_result(operation_id)
 
     def segment(self, slice_prompt, segmentation_node, name: str, mode: str = "new",
-                segment_id: str | None = None, propagate: bool = False, rules: Optional[dict] = None) -> SegmentResult:
-        """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices) into the segmentation."""
-        mask, result = self.compute(slice_prompt, propagate, rules)
+                segment_id: str | None = None, propagate: bool = False, rules: Optional[dict] = None,
+                seeds: Sequence = ()) -> SegmentResult:
+        """Segment the prompt's slice (and, with ``propagate``, the neighbouring slices, from ``seeds`` too)
+        into the segmentation."""
+        mask, result = self.compute(slice_prompt, propagate, rules, seeds=seeds)
         result.segment_id = self.write(segmentation_node, mask, name, mode, segment_id)
         return result
 

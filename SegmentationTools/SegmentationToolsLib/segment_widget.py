@@ -41,6 +41,7 @@ class FollowedOperation:
     id: str
     kind: str  # "propagation" or "encoding"
     view: str = ""  # the slice view the user prompted in
+    seeded: bool = False  # started from the kept seeds, which are spent once its segment is written
 
 
 @parameterNodeWrapper
@@ -65,12 +66,14 @@ class PromptSegmentSection(Section):
 
     def __init__(self, parent_layout, scene=None, link=None):
         from SegmentationToolsLib.finetune_widget import FinetunePart
+        from SegmentationToolsLib.seeds_widget import SeedsPart
 
         super().__init__(parent_layout, scene, link)
         self.waiter.on_waiting = lambda: setattr(self.ui.segStatusLabel, "text", "Starting the model server...")
         self.session = self.session_key = self.operation = None
         self.models_listed_by = None  # the URL of the server whose models the combo shows
         self.finetune = FinetunePart(self)
+        self.seedsPart = SeedsPart(self)
         self.pollTimer = qt.QTimer()
         self.pollTimer.setInterval(150)
         self.pollTimer.connect("timeout()", self.onPollTick)
@@ -108,6 +111,7 @@ class PromptSegmentSection(Section):
             except ServerError:
                 pass  # the server is gone: nothing left to cancel
         self.operation = None
+        self.seedsPart.cleanup()
         super().cleanup()
 
     # -- server and models ------------------------------------------------------------------------
@@ -181,6 +185,7 @@ class PromptSegmentSection(Section):
         self.session = self.session_key = None
         self.setBusy(False, "Scene closed.")
         self.ui.segUndoButton.enabled = False
+        self.seedsPart.forgetScene()
         self.createPromptNodes()
 
     def viewAxisAndCentre(self):
@@ -233,12 +238,16 @@ class PromptSegmentSection(Section):
                 session = self.currentSession(client)
                 prompt = self.promptOf(session)
                 if propagate:
+                    first, seeds = self.seedsPart.seeds.with_current(prompt)
                     rules = {"max_slices": self.ui.segRangeSpinBox.value} if self.ui.segRangeSpinBox.value else {}
-                    self.operation = FollowedOperation(session.start_propagation(prompt, rules), "propagation",
-                                                       self.ui.segViewComboBox.currentText)
-                    self.setBusy(True, "Propagating...")
+                    self.operation = FollowedOperation(session.start_propagation(first, rules, seeds), "propagation",
+                                                       self.ui.segViewComboBox.currentText, seeded=bool(seeds))
+                    self.setBusy(True, f"Propagating from {len(seeds) + 1} prompted slices..." if seeds
+                                 else "Propagating...")
                     self.pollTimer.start()
                     return
+                if prompt is None:
+                    raise ValueError("place a box or points on the slice first")
                 mask, result = session.segment_slice(prompt)
             self.setBusy(False)
             self.writeResult(mask, result)
@@ -247,6 +256,9 @@ class PromptSegmentSection(Section):
             slicer.util.errorDisplay(f"Could not segment.\n\n{error}")
 
     def promptOf(self, session):
+        """The prompt placed on the chosen view's slice, or None when no markup is placed."""
+        if not any(node.GetNumberOfControlPoints() for node in (self.positive, self.negative, self.box)):
+            return None
         axis, centre = self.viewAxisAndCentre()
         use_points = lambda node: node if node.GetNumberOfControlPoints() else None  # noqa: E731
         return session.prompt_from_markups(axis, use_points(self.positive), use_points(self.negative),
@@ -284,6 +296,8 @@ class PromptSegmentSection(Section):
             return
         mask, result = self.session.propagation_result(operation.id)
         self.writeResult(mask, result, cancelled=status["state"] == "cancelled")
+        if operation.seeded:
+            self.seedsPart.clear()
 
     def writeResult(self, mask, result, cancelled: bool = False) -> None:
         mode = MODES[self.ui.segModeComboBox.currentText]
@@ -298,10 +312,13 @@ class PromptSegmentSection(Section):
             ending = " (stopped by you)" if cancelled else ""
             self.ui.segStatusLabel.text = (f"Wrote segment {segment_id} on slices {result.slices[0]}..{result.slices[1]}"
                                            f"{quality}{ending}. {stops}")
-            for markups in (self.positive, self.negative, self.box):
-                markups.RemoveAllControlPoints()
+            self.clearPromptMarkups()
             self.ui.segUndoButton.enabled = self.session.can_undo
             self.encodeAhead(result.slices)
+
+    def clearPromptMarkups(self) -> None:
+        for markups in (self.positive, self.negative, self.box):
+            markups.RemoveAllControlPoints()
 
     def encodeAhead(self, slices) -> None:
         """Encode the neighbouring slices on the server while the user looks; the next prompt answers at once."""

@@ -167,29 +167,36 @@ def test_propagation_reports_progress_matches_in_process_and_cancels(server, sam
 
 def test_the_segment_command_with_server_writes_what_it_writes_in_process(server, sample, in_process, shared_data,
                                                                          tmp_path, monkeypatch, capsys):
+    """Two prompts named alike (as at two key slices) make one segment, seeded at both, on the server."""
     from vfmlab.cli import main
     from vfmlab.client import TOKEN_ENV
     from vfmlab.segment.prompt_specs import slice_prompt_from_spec
+    from vfmlab.segment.seeds import segment_prompts
 
     ct, labels = sample
     kidney = labels == KIDNEY_RIGHT
-    k = int(np.argmax(kidney.sum(axis=(1, 2))))
-    rows, cols = np.nonzero(kidney[k])  # (J, I) on axial slice K of the file's voxel grid
-    spec = {"axis": "axial", "slice": k, "box": [cols.min() - 2, rows.min() - 2, cols.max() + 2, rows.max() + 2]}
-    located = slice_prompt_from_spec(ct, spec)
-    expected = in_process.to_volume_mask("axial", propagate(in_process, "axial", located.index, Prompt(located.box),
-                                                            PropagationConfig()).masks)
+    present = np.flatnonzero(kidney.any(axis=(1, 2)))
+    specs = []
+    for k in (int(present[len(present) // 3]), int(present[2 * len(present) // 3])):
+        rows, cols = np.nonzero(kidney[k])  # (J, I) on axial slice K of the file's voxel grid
+        specs.append({"axis": "axial", "slice": k, "name": "kidney",
+                      "box": [int(cols.min()) - 2, int(rows.min()) - 2, int(cols.max()) + 2, int(rows.max()) + 2]})
+    located = [slice_prompt_from_spec(ct, spec) for spec in specs]
+    expected = segment_prompts(in_process, "axial", {one.index: Prompt(one.box) for one in located},
+                               PropagationConfig()).mask
+    (tmp_path / "prompts.json").write_text(json.dumps(specs))
     monkeypatch.setenv(TOKEN_ENV, server.token)
     out = tmp_path / "kidney.seg.nrrd"
-    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--model", MODEL, "--slice", str(k),
-                 "--box", ",".join(str(int(v)) for v in spec["box"]), "--propagate", "--name", "kidney",
-                 "--server", server.url, "--out", str(out)]) == 0
+    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--model", MODEL, "--prompts",
+                 str(tmp_path / "prompts.json"), "--propagate", "--server", server.url, "--out", str(out)]) == 0
     written = json.loads(capsys.readouterr().out)
-    assert written["segments"][0]["segment"] == "kidney"
+    assert [segment["segment"] for segment in written["segments"]] == ["kidney"]
+    assert written["segments"][0]["prompted"] == sorted(one.index for one in located)
     assert np.array_equal(read_labels(out, ct) > 0, expected)
+    assert dice(expected, kidney) > 0.8
 
     monkeypatch.setenv(TOKEN_ENV, "wrong")
-    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--slice", str(k), "--box", "1,1,9,9",
+    assert main(["segment", str(shared_data / "totalseg" / "example_ct.nii.gz"), "--slice", "3", "--box", "1,1,9,9",
                  "--server", server.url, "--out", str(tmp_path / "refused.seg.nrrd")]) == 2
     assert "Bearer" in capsys.readouterr().err and not (tmp_path / "refused.seg.nrrd").exists()
 
@@ -212,6 +219,11 @@ def test_bad_requests_are_answered_4xx_naming_the_problem_and_leave_nothing_behi
     refused(422, "a prompt needs a box or at least one point", "POST", "/segment", {**prompt, "box": None})
     refused(422, "2 points but 1 labels", "POST", "/segment", {**prompt, "points": [[1, 2], [3, 4]], "labels": [1]})
     refused(422, "unknown propagation rules", "POST", "/propagations", {**prompt, "rules": {"leak": True}})
+    seed = {"index": 12, "box": [1, 1, 20, 20]}
+    refused(422, "two prompts on one slice", "POST", "/propagations", {**prompt, "seeds": [seed, seed]})
+    refused(422, "a prompt needs a box", "POST", "/propagations", {**prompt, "seeds": [{"index": 12}]})
+    refused(400, "[10000] are outside the volume", "POST", "/propagations",
+            {**prompt, "seeds": [{**seed, "index": 10_000}]})
     refused(400, "outside the volume", "POST", "/segment", {**prompt, "index": 10_000})
     refused(400, "box", "POST", "/segment", {**prompt, "box": [20, 20, 1, 1]})
     refused(404, "send it", "POST", "/segment", {**prompt, "volume": "0" * 64})

@@ -54,6 +54,30 @@ def test_segment_then_eval_through_the_cli(tmp_path, sample, capsys):
     assert main(["segment-eval", str(out), str(labels_path), "--labels", "liver=5"]) == 2  # no such segment
 
 
+def test_prompts_named_alike_make_one_segment_seeded_at_each(tmp_path, sample, capsys):
+    """The spleen prompted on two slices (as at two key slices): one segment, the slices between both seeds
+    filled, ``--range`` limiting only the walks beyond them; prompts that cannot form one segment refused."""
+    ct_path, _, _, labels = sample
+    specs = []
+    for k in (93, 101):
+        j, i = np.nonzero(labels[k] == SPLEEN)
+        specs.append({"slice": k, "box": [int(i.min()), int(j.min()), int(i.max()), int(j.max())], "name": "spleen"})
+    prompts, out = tmp_path / "prompts.json", tmp_path / "spleen.seg.nrrd"
+    prompts.write_text(json.dumps(specs))
+    assert main(["segment", str(ct_path), "--prompts", str(prompts), "--propagate", "--range", "1",
+                 "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)["segments"]
+    assert len(summary) == 1 and summary[0]["prompted"] == [93, 101] and summary[0]["slices"] == [92, 102]
+    written = read_labels(out, read_volume(ct_path)) > 0
+    assert np.flatnonzero(written.any(axis=(1, 2))).tolist() == list(range(92, 103))
+
+    for bad, words in (([specs[0], {**specs[1], "axis": "coronal", "slice": 60}], "lie on ['axial', 'coronal']"),
+                       ([specs[0], {**specs[0], "box": [1, 1, 5, 5]}], "two prompts on axial slice 93")):
+        prompts.write_text(json.dumps(bad))
+        assert main(["segment", str(ct_path), "--prompts", str(prompts), "--out", str(tmp_path / "no.seg.nrrd")]) == 2
+        assert words in capsys.readouterr().err and not (tmp_path / "no.seg.nrrd").exists()
+
+
 def test_finetune_job_cancel_resume_and_improvement(tmp_path, sample, monkeypatch):
     """Runs as the Slicer panel runs it: a background job; cancelled after its first epoch, then resumed."""
     monkeypatch.setenv("VFMLAB_WEIGHTS_DIR", str(tmp_path / "weights"))

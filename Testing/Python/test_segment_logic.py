@@ -224,6 +224,48 @@ def test_propagation_is_followed_by_polling_and_a_cancel_keeps_what_was_reached(
     assert session.client.wait_operation(encoding)["result"] == {"encoded": 2}
 
 
+def test_seeds_kept_on_several_slices_propagate_into_one_segment(segment_session, sample):
+    """The panel's "Add prompt as seed" at two slices, a prompt placed on a third, then Propagate."""
+    from SegmentationToolsLib.segment_logic import SeedPrompts
+    from vfmlab.mrml.markups import SlicePrompt
+
+    scene, volume_node, session = segment_session
+    ct, labels = sample
+    stack = SliceStack.of(ct, "axial")
+    kidney = stack.view(labels) == 2
+    present = np.flatnonzero(kidney.any(axis=(1, 2)))
+
+    def boxed(index: int) -> SlicePrompt:
+        rows, cols = np.nonzero(kidney[index])
+        return SlicePrompt("axial", int(index), (cols.min(), rows.min(), cols.max(), rows.max()), None, None)
+
+    seeds = SeedPrompts()
+    assert seeds.describe() == "No seeds."
+    with pytest.raises(ValueError, match="place a box or points"):
+        seeds.with_current(None)
+    low, middle, high = (int(present[len(present) * q // 4]) for q in (1, 2, 3))
+    seeds.add(boxed(high))
+    seeds.add(SlicePrompt("axial", low, (1.0, 1.0, 5.0, 5.0), None, None))
+    seeds.add(boxed(low))  # replaces the first prompt on that slice
+    assert seeds.describe() == f"2 seeds on axial slices {low}, {high}."
+    with pytest.raises(ValueError, match="the seeds so far are on axial slices"):
+        seeds.add(SlicePrompt("coronal", 40, (1.0, 1.0, 5.0, 5.0), None, None))
+    with pytest.raises(ValueError, match="seeds on axial ones"):
+        seeds.with_current(SlicePrompt("sagittal", 40, (1.0, 1.0, 5.0, 5.0), None, None))
+    first, more = seeds.with_current(boxed(middle))
+    assert [first.index] + [seed.index for seed in more] == [low, middle, high]
+
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    result = session.segment(first, segmentation, "kidney from seeds", propagate=True, seeds=more)
+    written = stack.view(mrml.segment_mask(segmentation, result.segment_id, volume_node))
+    score = segment_metrics(written, kidney)["dice"]
+    print(f"right kidney from three seeds through the server: Dice {score:.3f}, slices {result.slices}")
+    assert score > 0.85 and result.slices[0] <= present.min() + 1 and result.slices[1] >= present.max() - 1
+    assert written[low:high + 1].any(axis=(1, 2)).all(), "every slice between the seeds is filled"
+    assert list(mrml.segment_names(segmentation).values()) == ["kidney from seeds"]
+    assert session.undo() == "new kidney from seeds"
+
+
 def test_a_killed_server_is_one_clear_error_then_restarted_and_sent_the_volume_again(tmp_path, sample):
     scene = mrml.new_scene()
     volume_node = mrml.add_volume_node(scene, sample[0], name="CT")

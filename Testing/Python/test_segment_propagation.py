@@ -119,25 +119,3 @@ def test_a_leaking_mask_on_a_small_field_of_view_is_stopped(litemedsam, sample):
     assert abs(low - present.min()) <= 1 and abs(high - present.max()) <= 1, "the default must stop at the organ's ends"
     assert scores["default"]["precision"] > 0.75 and scores["default"]["dice"] > 0.75
     assert scores["v1"]["precision"] < scores["default"]["precision"] - 0.2, "the compounding box leaked"
-
-
-def test_several_seeds_each_fill_the_slices_nearest_them(litemedsam, sample):
-    """Key-slice seeding: two prompts on the right kidney, each slice's mask from the nearer seed's walk;
-    together they reach the kidney's whole extent and agree with one seed where both hold."""
-    from vfmlab.segment.propagate import propagate_from_seeds
-
-    ct, labels = sample
-    engine = VolumeSegmenter(litemedsam, ct)
-    reference = engine.stack("axial").view(labels == KIDNEY_RIGHT)
-    present = np.flatnonzero(reference.any(axis=(1, 2)))
-    low, high = int(present[len(present) // 4]), int(present[3 * len(present) // 4])
-    masks = propagate_from_seeds(engine, "axial", {k: Prompt(box=box_of(reference[k])) for k in (low, high)})
-    assert min(masks) <= present.min() + 1 and max(masks) >= present.max() - 1
-    seeded_low = propagate(engine, "axial", low, Prompt(box=box_of(reference[low])),
-                           PropagationConfig(max_slices=high - low)).masks
-    for index in range(low, (low + high) // 2 + 1):
-        np.testing.assert_array_equal(masks[index], seeded_low[index])  # nearer to the lower seed
-    truth = engine.to_volume_mask("axial", {int(k): reference[k] for k in present})
-    assert overlap_metrics(engine.to_volume_mask("axial", masks), truth)["dice"] > 0.85
-    with pytest.raises(Exception, match="no seed prompts"):
-        propagate_from_seeds(engine, "axial", {})

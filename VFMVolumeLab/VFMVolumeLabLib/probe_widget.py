@@ -110,10 +110,10 @@ class ProbeSection(Section):
                 raise
             self.runDir = runDir
             self.ui.probeStatusLabel.text = "Sending the captures to the model server..."
-            self.withServer(self.probeWith, "Probing")
+            self.withServer(lambda client: self.probeWith(client, models), "Probing")
 
-    def probeWith(self, client) -> None:
-        models = [name for name, box in self.modelCheckBoxes.items() if box.enabled and box.checked]
+    def probeWith(self, client, models: list[str]) -> None:
+        """Probe the captures with ``models`` (the ones ticked when Capture & Probe was pressed)."""
         try:
             self.logic.start_probe(client, self.runDir / "captures", self.runDir / "probes", models,
                                    on_progress=self.onProgress, on_done=self.onDone)

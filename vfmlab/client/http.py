@@ -137,9 +137,12 @@ class ModelClient:
         return SliceMask(answer["axis"], answer["index"], decode_mask(answer["mask"]), answer["iou"])
 
     def start_propagation(self, model: str, volume: str, axis: str, index: int, box=None, points=(), labels=(),
-                          preset: str = "default", rules: dict | None = None) -> dict:
-        """Start propagating a seed prompt; returns the operation's status (``id``, ``done`` of ``total``)."""
-        body = {**_prompt(model, volume, axis, index, box, points, labels), "preset": preset, "rules": rules or {}}
+                          preset: str = "default", rules: dict | None = None, seeds=()) -> dict:
+        """Start propagating a seed prompt, with more ``seeds`` ``(index, box, points, labels)`` on other slices
+        of the axis when given (one segment prompted at several slices, e.g. its key slices); returns the
+        operation's status (``id``, ``done`` of ``total``)."""
+        body = {**_prompt(model, volume, axis, index, box, points, labels), "preset": preset, "rules": rules or {},
+                "seeds": [_slice_prompt(*seed) for seed in seeds]}
         return self.request("POST", "/propagations", body)
 
     def start_encoding(self, model: str, volume: str, axis: str, indices: list[int] | None = None) -> dict:
@@ -215,8 +218,11 @@ def folder_archive(folder: str | Path) -> bytes:
 
 
 def _prompt(model: str, volume: str, axis: str, index: int, box, points, labels) -> dict:
-    return {"model": model, "volume": volume, "axis": axis, "index": int(index),
-            "box": None if box is None else [float(v) for v in box],
+    return {"model": model, "volume": volume, "axis": axis, **_slice_prompt(index, box, points, labels)}
+
+
+def _slice_prompt(index: int, box, points, labels) -> dict:
+    return {"index": int(index), "box": None if box is None else [float(v) for v in box],
             "points": [[float(x), float(y)] for x, y in np.asarray(points, float).reshape(-1, 2)],
             "labels": [int(label) for label in np.asarray(labels, int).reshape(-1)]}
 

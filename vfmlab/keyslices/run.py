@@ -88,10 +88,8 @@ def strip_image(path: Path, result: KeySlices, volume: Volume, columns: int = 10
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..segment.intensity import IntensityWindow
-
     stack = SliceStack.of(volume, result.scores.axis)
-    images = IntensityWindow.for_modality(volume.array).apply(stack.view(volume.array)[result.selection.indices])
+    images = result.scores.window.apply(stack.view(volume.array)[result.selection.indices])
     rows = -(-len(images) // columns)
     figure = plt.figure(figsize=(1.6 * min(columns, len(images)) + 1, 2.2 + 1.7 * rows))
     grid = figure.add_gridspec(rows + 1, min(columns, len(images)), height_ratios=[1.3] + [1.0] * rows)

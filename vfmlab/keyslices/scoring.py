@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..segment.intensity import IntensityWindow
 from ..slices import SliceStack
 from ..volume import Volume
 from .config import KeySliceConfig, ScoreWeights
@@ -22,12 +23,14 @@ from .config import KeySliceConfig, ScoreWeights
 @dataclass
 class SliceScores:
     """``components[name]`` and ``total`` are ``(N,)`` arrays over the slices along ``axis`` (display order);
-    ``features`` ``(N, D)`` the encoder's pooled output per slice."""
+    ``features`` ``(N, D)`` the encoder's pooled output per slice; ``window`` the intensity window the slices
+    were scored (and are shown) in."""
 
     axis: str
     components: dict[str, np.ndarray]
     total: np.ndarray
     features: np.ndarray
+    window: IntensityWindow
 
     def __len__(self) -> int:
         return len(self.total)
@@ -94,8 +97,6 @@ def image_components(images: np.ndarray, probe, foreground_level: float,
 def score_slices(volume: Volume, config: KeySliceConfig, probe, segmentation: np.ndarray | None = None,
                  progress: Callable[[int, int], None] | None = None) -> SliceScores:
     """Score every slice of ``volume`` along ``config.axis``; ``segmentation``: ``(K, J, I)`` labels or None."""
-    from ..segment.intensity import IntensityWindow
-
     if volume.array.ndim != 3:
         raise InputError(f"key slices need a 3D volume, got shape {volume.array.shape}")
     stack = SliceStack.of(volume, config.axis)
@@ -106,4 +107,4 @@ def score_slices(volume: Volume, config: KeySliceConfig, probe, segmentation: np
         if segmentation.shape != volume.array.shape:
             raise InputError(f"the segmentation's shape {segmentation.shape} is not the volume's {volume.array.shape}")
         components["segment"] = (stack.view(segmentation) != 0).mean(axis=(1, 2))
-    return SliceScores(config.axis, components, combine(components, config.weights), features)
+    return SliceScores(config.axis, components, combine(components, config.weights), features, window)

@@ -8,6 +8,8 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
+
 from .. import atomic
 from ..cli import Command, given_options
 from ..errors import InputError
@@ -58,7 +60,8 @@ def _configure_segment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice", type=int, help="voxel index of the slice along the axis normal to the view")
     parser.add_argument("--box", help="'a0,b0,a1,b1': voxel indices of the in-plane axes in IJK order (axial: i,j)")
     parser.add_argument("--points", help="'a,b,label;...' with label 1 inside, 0 outside")
-    parser.add_argument("--prompts", type=Path, help="JSON prompt(s): {axis, slice, box, points, labels, name, frame}")
+    parser.add_argument("--prompts", type=Path, help="JSON prompt(s): {axis, slice, box, points, labels, name, frame}; "
+                        "prompts sharing a name (e.g. one per key slice) make one segment, propagated from all")
     parser.add_argument("--propagate", action="store_true", help="carry the mask through neighbouring slices")
     parser.add_argument("--range", type=int, help="at most this many slices each way when propagating")
     parser.add_argument("--name", help=f"segment name (default {SegmentConfig.segment_name!r}; a taken name gets a "
@@ -72,6 +75,12 @@ def _configure_segment(parser: argparse.ArgumentParser) -> None:
                                                        "its token in $VFMLAB_TOKEN")
 
 
+def _prompt_of(located):
+    from .segmenter import Prompt
+
+    return Prompt(located.box, located.points, located.point_labels)
+
+
 class _InProcess:
     """Segments with a model built here."""
 
@@ -82,14 +91,13 @@ class _InProcess:
         self.engine = VolumeSegmenter(build_segmenter(config.model, weights, config.device, backend=config.backend),
                                       volume)
 
-    def masks(self, located, rules: dict, propagate: bool, on_slice):
-        """``(K, J, I)`` mask, (first, last) slice and the stop reasons of one prompt."""
-        from .propagate import PropagationConfig, segment_prompt
-        from .segmenter import Prompt
+    def masks(self, located: list, rules: dict, propagate: bool, on_slice):
+        """``(K, J, I)`` mask, (first, last) slice and the stop reasons of one segment's prompts (one axis)."""
+        from .propagate import PropagationConfig
+        from .seeds import segment_prompts
 
-        prompt = Prompt(located.box, located.points, located.point_labels)
-        result = segment_prompt(self.engine, located.axis, located.index, prompt,
-                                PropagationConfig(**rules) if propagate else None, lambda record: on_slice())
+        result = segment_prompts(self.engine, located[0].axis, {one.index: _prompt_of(one) for one in located},
+                                 PropagationConfig(**rules) if propagate else None, lambda record: on_slice())
         return result.mask, result.slices, result.stop_reasons
 
 
@@ -104,18 +112,20 @@ class _ThroughServer:
         self.client, self.model, self.volume = ModelClient(url, os.environ.get(TOKEN_ENV, "")), config.model, volume
         self.sha256 = self.client.send_volume(volume.array, volume.ijk_to_ras)
 
-    def masks(self, located, rules: dict, propagate: bool, on_slice):
+    def masks(self, located: list, rules: dict, propagate: bool, on_slice):
         from ..client import ServerError
         from ..slices import SliceStack
 
-        prompt = (self.model, self.sha256, located.axis, located.index, located.box, located.points,
-                  located.point_labels)
+        axis = located[0].axis
+        prompts = [(one.index, one.box, one.points, one.point_labels) for one in located]
         if not propagate:
-            answer = self.client.segment(*prompt)
-            mask = SliceStack.of(self.volume, located.axis).volume_mask(self.volume.array.shape, located.index,
-                                                                       answer.mask)
-            return mask, (located.index, located.index), {}
-        started = self.client.start_propagation(*prompt, rules=rules)
+            stack, mask = SliceStack.of(self.volume, axis), np.zeros(self.volume.array.shape, bool)
+            for prompt in prompts:
+                answer = self.client.segment(self.model, self.sha256, axis, *prompt)
+                mask |= stack.volume_mask(self.volume.array.shape, prompt[0], answer.mask)
+            return mask, (min(p[0] for p in prompts), max(p[0] for p in prompts)), {}
+        started = self.client.start_propagation(self.model, self.sha256, axis, *prompts[0], rules=rules,
+                                                seeds=prompts[1:])
         done = [0]
 
         def advance(status: dict) -> None:
@@ -128,6 +138,23 @@ class _ThroughServer:
             raise ServerError(f"propagation {ended['state']} on the server: {ended['error']}")
         result = self.client.propagation_mask(started["id"])
         return result.mask, result.slices, result.stop_reasons
+
+
+def segments_of(specs: list[dict], located: list, default_name: str) -> dict[str, list]:
+    """The located prompts by segment name: prompts sharing a name (on several slices of one axis, e.g. at
+    the key slices ``vfmlab slices`` chose) make one segment, propagated from all of them together."""
+    segments: dict[str, list] = {}
+    for spec, one in zip(specs, located):
+        segments.setdefault(spec.get("name") or default_name, []).append(one)
+    for name, prompts in segments.items():
+        axes, indices = {one.axis for one in prompts}, [one.index for one in prompts]
+        if len(axes) > 1:
+            raise InputError(f"the prompts of segment '{name}' lie on {sorted(axes)} slices; give one segment's "
+                             "prompts on one axis, or name them differently")
+        if len(set(indices)) != len(indices):
+            raise InputError(f"segment '{name}' has two prompts on {prompts[0].axis} slice "
+                             f"{max(indices, key=indices.count)}; merge them into one prompt (a box and points)")
+    return segments
 
 
 def _run_segment(args: argparse.Namespace) -> int:
@@ -145,20 +172,19 @@ def _run_segment(args: argparse.Namespace) -> int:
     # reader would reverse an axis of a left-handed file, so the volume is read as stored.
     volume = read_volume(args.volume)
     volume_node = mrml.add_volume_node(scene, volume, name=stem(args.volume))
-    prompts = [(spec, slice_prompt_from_spec(volume, spec)) for spec in specs]
+    segments = segments_of(specs, [slice_prompt_from_spec(volume, spec) for spec in specs], config.segment_name)
     segmentation = (mrml.load_segmentation_node(scene, args.out) if args.out.exists()
                     else scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
     engine = _ThroughServer(args.server, config, volume) if args.server else _InProcess(config, args.weights, volume)
     rules = {"max_slices": args.range} if args.range is not None else {}
     summary = []
-    for spec, located in prompts:
-        name = spec.get("name") or config.segment_name
+    for name, located in segments.items():
         bar = terminal_counter(f"propagating {name}", unit="slice") if args.propagate else nullcontext()
         with bar as counter:
             mask, slices, stops = engine.masks(located, rules, args.propagate, counter.advance if counter else None)
         segment_id = mrml.add_segment(segmentation, volume.with_array(mask), volume_node, name)
         summary.append({"segment": mrml.segment_names(segmentation)[segment_id], "slices": list(slices),
-                        "stopped": stops})
+                        "prompted": sorted(one.index for one in located), "stopped": stops})
     mrml.save_segmentation_node(segmentation, args.out)
     print(json.dumps({"output": str(args.out), "segments": summary}, indent=1))
     return 0

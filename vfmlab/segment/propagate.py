@@ -13,7 +13,7 @@ every rule on volumes split into a tuning and a reporting half.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -198,17 +198,20 @@ def _step(segmenter: VolumeSegmenter, axis: str, index: int, previous: MaskPredi
     return (retried, retried_record, True) if retried_record.accepted else (prediction, record, False)
 
 
-def _walk(segmenter: VolumeSegmenter, axis: str, seed: MaskPrediction, step: int, config: PropagationConfig,
-          reference: IntensityReference, result: PropagationResult, on_slice, should_stop) -> str:
-    """Walk from the seed in one direction, adding accepted masks to ``result``; returns why it stopped."""
+def _walk(segmenter: VolumeSegmenter, axis: str, seed: MaskPrediction, step: int, limit: int | None,
+          context: tuple[PropagationConfig, IntensityReference], result: PropagationResult, on_slice,
+          should_stop) -> str:
+    """Walk from the seed in one direction, at most ``limit`` slices, adding accepted masks to ``result``;
+    returns why it stopped."""
+    config, reference = context
     previous, index, walked = seed, result.seed_index + step, 0
     trend = AreaTrend(int(seed.mask.sum()), int(seed.mask.sum()))
     count = segmenter.stack(axis).shape[0]
     while True:
         if not 0 <= index < count:
             return "reached the end of the volume"
-        if config.max_slices is not None and walked >= config.max_slices:
-            return f"reached the range limit of {config.max_slices} slices"
+        if limit is not None and walked >= limit:
+            return f"reached the range limit of {limit} slices"
         if should_stop():
             return "cancelled"
         prediction, record, corrected = _step(segmenter, axis, index, previous, (config, reference, trend))
@@ -238,63 +241,22 @@ def propagate(
     seed = segmenter.segment_slice(axis, seed_index, seed_prompt)
     if seed.mask.sum() < config.min_area_px:
         raise InputError(f"the prompt gave an empty mask on {axis} slice {seed_index}; adjust the box or points")
+    return propagate_seed(segmenter, axis, seed_index, seed, config, on_slice, should_stop)
+
+
+def propagate_seed(segmenter: VolumeSegmenter, axis: str, seed_index: int, seed: MaskPrediction,
+                   config: PropagationConfig, on_slice: Callable[[SliceRecord], None] | None = None,
+                   should_stop: Callable[[], bool] = lambda: False,
+                   reach: dict[str, int | None] | None = None) -> PropagationResult:
+    """Walk up and down from a slice already segmented (``seed``, its ``(rows, cols)`` mask not empty).
+
+    ``reach`` caps the slices walked per direction (``{"up": n, "down": m}``); a direction it does not name
+    walks up to ``config.max_slices``.
+    """
     reference = IntensityReference.of(segmenter.slice_image(axis, seed_index), seed.mask)
     result = PropagationResult(axis, seed_index, {seed_index: seed.mask})
     for name, step in (("up", 1), ("down", -1)):
-        result.stop_reasons[name] = _walk(segmenter, axis, seed, step, config, reference, result, on_slice, should_stop)
+        limit = (reach or {}).get(name, config.max_slices)
+        result.stop_reasons[name] = _walk(segmenter, axis, seed, step, limit, (config, reference), result,
+                                          on_slice, should_stop)
     return result
-
-
-def propagate_from_seeds(segmenter: VolumeSegmenter, axis: str, seeds: dict[int, Prompt],
-                         config: PropagationConfig = PropagationConfig()) -> dict[int, np.ndarray]:
-    """Prompts on several slices (e.g. key slices), each propagated toward its neighbours: each slice takes the
-    mask of the nearest seed whose walk reached it. ``{slice index: (rows, cols) mask}``.
-
-    A seed walks at most as far as its farther neighbouring seed (the outermost ones to the volume's end or
-    a stop rule), so every slice between two seeds is reached from both sides when the walks hold. A seed
-    whose prompt gives an empty mask (an organ's last few pixels) is left out; when all are, it raises.
-    """
-    if not seeds:
-        raise InputError("no seed prompts: give at least one")
-    order = sorted(seeds)
-    reached: dict[int, dict[int, np.ndarray]] = {}
-    for n, seed in enumerate(order):
-        gaps = [seed - order[n - 1]] if n > 0 else []
-        gaps += [order[n + 1] - seed] if n + 1 < len(order) else []
-        outermost = n == 0 or n + 1 == len(order)
-        limit = None if outermost else max(gaps)
-        try:
-            reached[seed] = propagate(segmenter, axis, seed, seeds[seed], replace(config, max_slices=limit)).masks
-        except InputError:
-            continue  # empty seed mask: the neighbouring seeds' walks cover its slices
-    if not reached:
-        raise InputError(f"every seed prompt gave an empty mask ({axis} slices {order}); adjust the prompts")
-    order = sorted(reached)
-    masks = {}
-    for index in sorted({i for walk in reached.values() for i in walk}):
-        nearest = min((seed for seed in order if index in reached[seed]), key=lambda seed: abs(seed - index))
-        masks[index] = reached[nearest][index]
-    return masks
-
-
-@dataclass
-class PromptMasks:
-    """What one prompt gave, on the volume's grid."""
-
-    mask: np.ndarray  # bool (K, J, I)
-    slices: tuple[int, int]  # first and last slice with a mask, along the prompt's axis
-    predicted_iou: float | None  # the model's estimate, for an unpropagated prompt
-    stop_reasons: dict[str, str]  # why each direction of a propagation ended
-
-
-def segment_prompt(segmenter: VolumeSegmenter, axis: str, index: int, prompt: Prompt,
-                   config: PropagationConfig | None = None, on_slice: Callable[[SliceRecord], None] | None = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> PromptMasks:
-    """Segment one prompted slice, and with a ``config`` propagate it (the CLI, the panels and the server)."""
-    if config is None:
-        prediction = segmenter.segment_slice(axis, index, prompt)
-        masks, iou, stops = {index: prediction.mask}, float(prediction.iou), {}
-    else:
-        result = propagate(segmenter, axis, index, prompt, config, on_slice=on_slice, should_stop=should_stop)
-        masks, iou, stops = result.masks, None, result.stop_reasons
-    return PromptMasks(segmenter.to_volume_mask(axis, masks), (min(masks), max(masks)), iou, stops)

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
 from ..client.wire import WireError, encode_mask
-from ..errors import VfmlabError
+from ..errors import InputError, VfmlabError
 from .bundles import BundleStore, UnknownBundle
 from .config import ServerConfig
 from .gate import Gate
@@ -195,7 +195,11 @@ def _add_segment_routes(app: FastAPI, state: ServerState) -> None:
     def start_propagation(request: PropagationRequest):
         bound = state.bind(request)
         count = bound.volume_segmenter.stack(request.axis).shape[0]
-        work = propagation_work(bound, request.axis, request.index, request.prompt(), request.config())
+        prompts = request.prompts()
+        outside = sorted(index for index in prompts if index >= count)
+        if outside:
+            raise InputError(f"{request.axis} slices {outside} are outside the volume (0..{count - 1})")
+        work = propagation_work(bound, request.axis, prompts, request.config())
         return state.operations.start(Operation("propagation", count), work).status()
 
     @app.post("/encodings", status_code=202)

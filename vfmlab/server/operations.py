@@ -89,16 +89,17 @@ class Operations:
                 operation.thread.join(timeout)
 
 
-def propagation_work(bound, axis: str, index: int, prompt, config) -> Callable[[Operation], None]:
-    """The work of a propagation: seed slice, then up and down until a stop rule fires or a cancel."""
-    from ..segment.propagate import segment_prompt
+def propagation_work(bound, axis: str, prompts: dict, config) -> Callable[[Operation], None]:
+    """The work of a propagation: the prompted slices ``{index: Prompt}``, then from them up and down until
+    a stop rule fires or a cancel."""
+    from ..segment.seeds import segment_prompts
 
     def work(operation: Operation) -> None:
         def on_slice(record) -> None:
             operation.done += 1
             operation.message = f"slice {record.index}"
 
-        result = segment_prompt(_Locked(bound), axis, index, prompt, config, on_slice, operation.should_stop)
+        result = segment_prompts(_Locked(bound), axis, prompts, config, on_slice, operation.should_stop)
         operation.mask = result.mask
         operation.result = {"axis": axis, "slices": list(result.slices), "stop_reasons": result.stop_reasons}
 

@@ -12,24 +12,22 @@ Sha256 = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the volume payl
 Axis = Literal["axial", "coronal", "sagittal"]
 PROPAGATION_PRESETS = {"default": PropagationConfig, "plain": PropagationConfig.plain, "v1": PropagationConfig.v1}
 MAX_POINTS = 256
+MAX_SEEDS = 512  # prompted slices of one propagation
 
 
-class SlicePromptRequest(BaseModel):
-    """A prompt on one slice of a volume the server holds: pixel box ``(x0, y0, x1, y1)`` and points ``(x, y)``
-    in the slice as :class:`vfmlab.slices.SliceStack` shows it (x = column, y = row)."""
+class SlicePrompt(BaseModel):
+    """A prompt on one slice: pixel box ``(x0, y0, x1, y1)`` and points ``(x, y)`` in the slice as
+    :class:`vfmlab.slices.SliceStack` shows it (x = column, y = row)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, max_length=200)
-    volume: str = Sha256
-    axis: Axis
     index: int = Field(ge=0)
     box: tuple[float, float, float, float] | None = None
     points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
     labels: list[Literal[0, 1]] = Field(default_factory=list, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
-    def _complete(self) -> "SlicePromptRequest":
+    def _complete(self) -> "SlicePrompt":
         if len(self.points) != len(self.labels):
             raise ValueError(f"{len(self.points)} points but {len(self.labels)} labels")
         if self.box is None and not self.points:
@@ -42,9 +40,19 @@ class SlicePromptRequest(BaseModel):
         return Prompt(self.box, self.points or [], self.labels or [])
 
 
-class PropagationRequest(SlicePromptRequest):
-    """A seed prompt, propagated slice by slice; ``rules`` overrides fields of the preset's PropagationConfig."""
+class SlicePromptRequest(SlicePrompt):
+    """A prompt on one slice of a volume the server holds."""
 
+    model: str = Field(min_length=1, max_length=200)
+    volume: str = Sha256
+    axis: Axis
+
+
+class PropagationRequest(SlicePromptRequest):
+    """A seed prompt, and optionally ``seeds`` on other slices of the same axis (one segment, e.g. prompted at
+    its key slices), propagated slice by slice; ``rules`` overrides fields of the preset's PropagationConfig."""
+
+    seeds: list[SlicePrompt] = Field(default_factory=list, max_length=MAX_SEEDS)
     preset: Literal["default", "plain", "v1"] = "default"
     rules: dict[str, Any] = Field(default_factory=dict)
 
@@ -56,6 +64,17 @@ class PropagationRequest(SlicePromptRequest):
         if unknown:
             raise ValueError(f"unknown propagation rules {unknown}; known: {sorted(known)}")
         return rules
+
+    @model_validator(mode="after")
+    def _one_prompt_per_slice(self) -> "PropagationRequest":
+        indices = [self.index] + [seed.index for seed in self.seeds]
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"two prompts on one slice ({sorted(indices)}); give one prompt per slice")
+        return self
+
+    def prompts(self) -> dict:
+        """``{slice index: Prompt}``: the seed prompt and the further seeds."""
+        return {prompt.index: prompt.prompt() for prompt in (self, *self.seeds)}
 
     def config(self) -> PropagationConfig:
         rules = {key: tuple(value) if isinstance(value, list) else value for key, value in self.rules.items()}
