@@ -25,7 +25,6 @@ class SeedsPart:
         self.seeds = SeedPrompts()
         self.keyLogic = KeySlicesLogic(section.scene)
         self.keySlices = None  # (volume node ID, axis, indices) of the last search
-        self.nextKey = 0
         self.ui.segKeySlicesButton.connect("clicked(bool)", self.onFindKeySlices)
         self.ui.segNextKeySliceButton.connect("clicked(bool)", self.onNextKeySlice)
         self.ui.segAddSeedButton.connect("clicked(bool)", self.onAddSeed)
@@ -74,13 +73,14 @@ class SeedsPart:
             if state == "failed":
                 slicer.util.errorDisplay(f"Finding key slices failed.\n\n{outcome}")
             return
-        self.keySlices, self.nextKey = (volumeNode.GetID(), axis, list(outcome["indices"])), 0
+        self.keySlices = (volumeNode.GetID(), axis, sorted(outcome["indices"]))
         self.ui.segNextKeySliceButton.enabled = bool(outcome["indices"])
         self.ui.segSeedsLabel.text = (f"{len(outcome['indices'])} key {axis} slices: "
                                       f"{', '.join(map(str, outcome['indices']))}. {self.seeds.describe()}")
 
     def onNextKeySlice(self) -> None:
-        """Move the chosen view onto the next key slice (round the list), through the slice's RAS centre."""
+        """Move the chosen view onto the first key slice past the one it shows (round the end), through the
+        slice's RAS centre."""
         if self.keySlices is None:
             return
         volumeId, axis, indices = self.keySlices
@@ -88,15 +88,14 @@ class SeedsPart:
             volumeNode = self.section.scene.GetNodeByID(volumeId)
             if volumeNode is None or volumeNode is not self.ui.segVolumeSelector.currentNode():
                 raise ValueError("the key slices are of another volume; find them for the chosen one")
-            viewAxis, _ = self.section.viewAxisAndCentre()
+            viewAxis, centre = self.section.viewAxisAndCentre()
             if viewAxis != axis:
                 raise ValueError(f"the key slices are {axis} slices; choose a view showing {axis} slices")
-            index = indices[self.nextKey % len(indices)]
+            index = self.keyLogic.next_key_slice(volumeNode, axis, centre, indices)
             sliceNode = slicer.app.layoutManager().sliceWidget(self.ui.segViewComboBox.currentText).mrmlSliceNode()
             self.keyLogic.jump(sliceNode, volumeNode, axis, index)
-            self.ui.segSeedsLabel.text = (f"Key slice {self.nextKey % len(indices) + 1} of {len(indices)}: {axis} "
+            self.ui.segSeedsLabel.text = (f"Key slice {indices.index(index) + 1} of {len(indices)}: {axis} "
                                           f"slice {index}. {self.seeds.describe()}")
-            self.nextKey += 1
 
     # -- seeds ------------------------------------------------------------------------------------------
     def onAddSeed(self) -> None:

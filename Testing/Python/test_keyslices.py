@@ -174,6 +174,13 @@ def test_the_panel_finds_key_slices_on_the_server_and_jumps_a_slice_view_onto_th
     kji = SliceStack.of(volume, "axial").slice_to_voxel([[index, 0, 0]])[0]
     assert point[2] == pytest.approx(volume.ijk_to_ras_points([kji[::-1]])[0][2], abs=1e-6)
     assert slice_node.GetSliceOffset() == pytest.approx(point[2], abs=1e-6)
+    ordered = sorted(outcome["indices"])  # "Next key slice" goes on from the slice the view shows
+    assert logic.next_key_slice(volume_node, "axial", logic.jump(slice_node, volume_node, "axial", ordered[0]),
+                                outcome["indices"]) == ordered[1]
+    last = logic.jump(slice_node, volume_node, "axial", ordered[-1])
+    assert logic.next_key_slice(volume_node, "axial", last, outcome["indices"]) == ordered[0]
+    panned_off = last + np.array([500.0, 500.0, 0.0])  # the view's centre beside the volume, on the same slice
+    assert logic.next_key_slice(volume_node, "axial", panned_off, outcome["indices"]) == ordered[0]
 
 
 def test_the_labelling_order_is_a_permutation_led_by_the_top_key_slice(ct26):

@@ -57,6 +57,20 @@ class KeySlicesLogic(SectionLogic):
         kji = stack.slice_to_voxel(np.array([[index, (rows - 1) / 2, (cols - 1) / 2]]))
         return volume.ijk_to_ras_points(kji[:, ::-1])[0]
 
+    @staticmethod
+    def next_key_slice(volume_node, axis: str, ras_point, indices: list[int]) -> int:
+        """The first key slice past the ``axis`` slice through ``ras_point`` (a view's centre), round the end:
+        "Next key slice" goes on from wherever the user scrolled to."""
+        from vfmlab import mrml
+        from vfmlab.slices import SliceStack
+
+        volume = mrml.volume_from_node(volume_node)
+        ijk = np.rint(volume.ras_to_ijk_points(np.atleast_2d(np.asarray(ras_point, float)))).astype(int)
+        kji = np.clip(ijk[:, ::-1], 0, np.array(volume.array.shape) - 1)  # a view panned off the volume still counts
+        current = SliceStack.of(volume, axis).voxel_to_slice(kji)[0, 0]
+        ordered = sorted(indices)
+        return next((index for index in ordered if index > current), ordered[0])
+
     def jump(self, slice_node, volume_node, axis: str, index: int) -> np.ndarray:
         """Move ``slice_node`` (showing ``axis``) onto key slice ``index``; returns the RAS point it went to."""
         point = self.slice_centre(volume_node, axis, index)

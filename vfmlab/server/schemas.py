@@ -15,7 +15,7 @@ MAX_POINTS = 256
 MAX_SEEDS = 512  # prompted slices of one propagation
 
 
-class SlicePrompt(BaseModel):
+class PromptOnSlice(BaseModel):
     """A prompt on one slice: pixel box ``(x0, y0, x1, y1)`` and points ``(x, y)`` in the slice as
     :class:`vfmlab.slices.SliceStack` shows it (x = column, y = row)."""
 
@@ -27,7 +27,7 @@ class SlicePrompt(BaseModel):
     labels: list[Literal[0, 1]] = Field(default_factory=list, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
-    def _complete(self) -> "SlicePrompt":
+    def _complete(self) -> "PromptOnSlice":
         if len(self.points) != len(self.labels):
             raise ValueError(f"{len(self.points)} points but {len(self.labels)} labels")
         if self.box is None and not self.points:
@@ -40,7 +40,7 @@ class SlicePrompt(BaseModel):
         return Prompt(self.box, self.points or [], self.labels or [])
 
 
-class SlicePromptRequest(SlicePrompt):
+class SlicePromptRequest(PromptOnSlice):
     """A prompt on one slice of a volume the server holds."""
 
     model: str = Field(min_length=1, max_length=200)
@@ -52,7 +52,7 @@ class PropagationRequest(SlicePromptRequest):
     """A seed prompt, and optionally ``seeds`` on other slices of the same axis (one segment, e.g. prompted at
     its key slices), propagated slice by slice; ``rules`` overrides fields of the preset's PropagationConfig."""
 
-    seeds: list[SlicePrompt] = Field(default_factory=list, max_length=MAX_SEEDS)
+    seeds: list[PromptOnSlice] = Field(default_factory=list, max_length=MAX_SEEDS)
     preset: Literal["default", "plain", "v1"] = "default"
     rules: dict[str, Any] = Field(default_factory=dict)
 
