@@ -93,6 +93,12 @@ class SliceStack:
         out[:, list(self.array_axes)] = src
         return out
 
+    def slice_through(self, volume: Volume, ras_point) -> int:
+        """Index of the slice through a RAS point (e.g. a slice view's centre), wherever the point lies in
+        the slice's plane; outside ``0 .. slices - 1`` when the point is beyond the volume's ends."""
+        ijk = np.rint(volume.ras_to_ijk_points(np.atleast_2d(np.asarray(ras_point, float)))).astype(int)
+        return int(self.voxel_to_slice(ijk[:, ::-1])[0, 0])
+
     def ras_to_slice(self, volume: Volume, ras: np.ndarray) -> np.ndarray:
         """RAS points ``(N, 3)`` → the ``(slice, row, col)`` of the voxel containing each point."""
         ijk = np.rint(volume.ras_to_ijk_points(ras)).astype(int)

@@ -29,6 +29,8 @@ class SeedsPart:
         self.ui.segNextKeySliceButton.connect("clicked(bool)", self.onNextKeySlice)
         self.ui.segAddSeedButton.connect("clicked(bool)", self.onAddSeed)
         self.ui.segClearSeedsButton.connect("clicked(bool)", self.clear)
+        # seeds are positions on one volume's slices: another volume starts without them
+        self.ui.segVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.clear())
 
     def cleanup(self) -> None:
         self.keyLogic.cleanup()
@@ -99,15 +101,19 @@ class SeedsPart:
 
     # -- seeds ------------------------------------------------------------------------------------------
     def onAddSeed(self) -> None:
-        def add(client) -> None:  # errors are shown by withServer; the seeds and markups stay as they were
-            prompt = self.section.promptOf(self.section.currentSession(client))
+        """Keep the placed prompt as a seed: positions only, so neither the voxels nor the server are needed."""
+        from vfmlab import mrml
+
+        with slicer.util.tryWithErrorDisplay("Could not add the seed."):  # seeds and markups stay as they were
+            volumeNode = self.ui.segVolumeSelector.currentNode()
+            if volumeNode is None:
+                raise ValueError("select the volume to segment")
+            prompt = self.section.promptOf(mrml.volume_geometry(volumeNode))
             if prompt is None:
                 raise ValueError("place a box or points on the slice first")
             self.seeds.add(prompt)
             self.section.clearPromptMarkups()
             self.showSeeds()
-
-        self.section.withServer(add, "Adding the seed")
 
     def clear(self) -> None:
         self.seeds.clear()

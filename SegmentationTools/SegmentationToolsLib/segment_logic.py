@@ -39,6 +39,33 @@ class SegmentResult:
     stop_reasons: dict[str, str] = field(default_factory=dict)
 
 
+def prompt_from_markups(volume, axis: str, positive_node=None, negative_node=None, roi_node=None,
+                        slice_index: int | None = None):
+    """The markups' prompt on an ``axis`` slice of ``volume`` (its geometry is enough: no voxels are read)."""
+    from vfmlab.mrml.markups import control_points_world, roi_corners_world, slice_prompt
+
+    return slice_prompt(
+        volume, axis,
+        control_points_world(positive_node) if positive_node is not None else None,
+        control_points_world(negative_node) if negative_node is not None else None,
+        roi_corners_world(roi_node) if roi_node is not None else None,
+        slice_index,
+    )
+
+
+def slice_index_at(volume, axis: str, ras_point) -> int:
+    """Index of the ``axis`` slice of ``volume`` through a RAS point (a slice view's centre, which may be
+    panned aside); a point beyond the volume's ends is refused."""
+    from vfmlab.slices import SliceStack
+
+    stack = SliceStack.of(volume, axis)
+    index = stack.slice_through(volume, ras_point)
+    if not 0 <= index < stack.shape[0]:
+        raise ValueError(f"the view shows a plane beyond the volume ({axis} slice {index} of 0..{stack.shape[0] - 1}); "
+                         "scroll onto the volume")
+    return index
+
+
 class SeedPrompts:
     """Prompts kept on several slices of one axis for one segment (e.g. at its key slices) until propagated.
 
@@ -112,15 +139,7 @@ class SegmentSession:
     # -- prompts -------------------------------------------------------------------------------
     def prompt_from_markups(self, axis: str, positive_node=None, negative_node=None, roi_node=None,
                             slice_index: int | None = None):
-        from vfmlab.mrml.markups import control_points_world, roi_corners_world, slice_prompt
-
-        return slice_prompt(
-            self.volume, axis,
-            control_points_world(positive_node) if positive_node is not None else None,
-            control_points_world(negative_node) if negative_node is not None else None,
-            roi_corners_world(roi_node) if roi_node is not None else None,
-            slice_index,
-        )
+        return prompt_from_markups(self.volume, axis, positive_node, negative_node, roi_node, slice_index)
 
     # -- segmentation ----------------------------------------------------------------------------
     def _prompt_args(self, slice_prompt) -> tuple:
@@ -179,12 +198,6 @@ class SegmentSession:
         result.segment_id = self.write(segmentation_node, mask, name, mode, segment_id)
         return result
 
-    def slice_index_at(self, axis: str, ras_point) -> int:
-        """Index of the ``axis`` slice through a RAS point (e.g. a slice view's centre)."""
-        from vfmlab.slices import SliceStack
-
-        return int(SliceStack.of(self.volume, axis).ras_to_slice(self.volume, np.asarray(ras_point, float))[0, 0])
-
     def write(self, segmentation_node, mask: np.ndarray, name: str, mode: str = "new",
               segment_id: str | None = None) -> str:
         """Write a ``(K, J, I)`` mask with :func:`vfmlab.mrml.add_segment`, remembering how to undo it."""
@@ -232,7 +245,7 @@ def metrics_rows(client: ModelClient, volume_node, segmentation_node, segment_id
     (computed by the server: HD95 needs monai)."""
     from vfmlab import mrml
 
-    ijk_to_ras = mrml.volume_from_node(volume_node).ijk_to_ras
+    ijk_to_ras = mrml.volume_geometry(volume_node).ijk_to_ras
     names = mrml.segment_names(segmentation_node)
     rows = []
     for segment_id, reference_id in zip(segment_ids, reference_ids):

@@ -236,7 +236,7 @@ class PromptSegmentSection(Section):
                 self.operation = None
             with slicer.util.WaitCursor():
                 session = self.currentSession(client)
-                prompt = self.promptOf(session)
+                prompt = self.promptOf(session.volume)
                 if propagate:
                     first, seeds = self.seedsPart.seeds.with_current(prompt)
                     rules = {"max_slices": self.ui.segRangeSpinBox.value} if self.ui.segRangeSpinBox.value else {}
@@ -255,15 +255,17 @@ class PromptSegmentSection(Section):
             self.setBusy(False)
             slicer.util.errorDisplay(f"Could not segment.\n\n{error}")
 
-    def promptOf(self, session):
-        """The prompt placed on the chosen view's slice, or None when no markup is placed."""
+    def promptOf(self, volume):
+        """The prompt placed on the chosen view's slice of ``volume`` (a Volume; its geometry is enough), or
+        None when no markup is placed."""
+        from SegmentationToolsLib.segment_logic import prompt_from_markups, slice_index_at
+
         if not any(node.GetNumberOfControlPoints() for node in (self.positive, self.negative, self.box)):
             return None
         axis, centre = self.viewAxisAndCentre()
-        use_points = lambda node: node if node.GetNumberOfControlPoints() else None  # noqa: E731
-        return session.prompt_from_markups(axis, use_points(self.positive), use_points(self.negative),
-                                           self.box if self.box.GetNumberOfControlPoints() else None,
-                                           slice_index=session.slice_index_at(axis, centre))
+        placed = lambda node: node if node.GetNumberOfControlPoints() else None  # noqa: E731
+        return prompt_from_markups(volume, axis, placed(self.positive), placed(self.negative), placed(self.box),
+                                   slice_index=slice_index_at(volume, axis, centre))
 
     def onPollTick(self) -> None:
         operation = self.operation

@@ -132,7 +132,7 @@ def test_the_same_anatomy_stored_flipped_gives_the_same_key_slices_and_ranks_fir
 
 def test_bad_requests_are_one_line_errors(ct26, tmp_path, capsys):
     assert main(["slices", str(ct26 / "ct26.nrrd"), "--ratio", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--ratio must be in (0, 1]" in capsys.readouterr().err
+    assert "the ratio must be in (0, 1]" in capsys.readouterr().err
     assert main(["slices", str(ct26 / "missing.nrrd"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
 
@@ -154,6 +154,9 @@ def test_the_panel_finds_key_slices_on_the_server_and_jumps_a_slice_view_onto_th
     logic = KeySlicesLogic(scene, timer_factory=FakeTimers())
     with pytest.raises(InputError, match="select the volume"):
         logic.start(client, None, ct26 / "panel", 0.3)
+    with pytest.raises(InputError, match="the ratio must be in"):  # refused before the volume is sent
+        logic.start(client, volume_node, ct26 / "panel", 0.0)
+    assert not (ct26 / "panel").exists()
     done = []
     logic.start(client, volume_node, ct26 / "panel", 0.3, on_done=lambda state, outcome: done.append((state, outcome)))
     logic.timer_factory.run_until(lambda: done, 300)

@@ -99,6 +99,9 @@ def test_linear_parent_transform_is_applied(scene, oblique):
     transform.SetMatrixTransformToParent(numpy_to_matrix(shift))
     node.SetAndObserveTransformNodeID(transform.GetID())
     np.testing.assert_allclose(mrml.volume_from_node(node).ijk_to_ras, shift @ oblique.ijk_to_ras, atol=1e-12)
+    geometry = mrml.volume_geometry(node)  # positions without a copy of the voxels
+    np.testing.assert_allclose(geometry.ijk_to_ras, shift @ oblique.ijk_to_ras, atol=1e-12)
+    assert geometry.array.shape == oblique.array.shape and geometry.array.strides == (0, 0, 0)
 
 
 def test_labels_to_segmentation_and_back(scene, sample):

@@ -63,6 +63,27 @@ def test_points_and_box_map_to_the_right_pixels_on_a_flipped_volume():
         slice_prompt(volume, "axial", volume.ijk_to_ras_points([[2, 3, 1], [2, 3, 3]]))
 
 
+def test_a_prompt_needs_only_the_volumes_geometry_and_the_views_slice(sample):
+    """"Add prompt as seed" builds the prompt from the node's geometry (no voxel copy): the same prompt as on
+    the full volume; the view's centre may be panned aside, not beyond the volume's ends."""
+    from SegmentationToolsLib.segment_logic import prompt_from_markups, slice_index_at
+
+    ct, _ = sample
+    scene = mrml.new_scene()
+    node = mrml.add_volume_node(scene, ct, name="CT")
+    geometry = mrml.volume_geometry(node)
+    centre = ct.ijk_to_ras_points([[50, 60, 40]])[0]
+    index = slice_index_at(geometry, "axial", centre)
+    assert index == slice_index_at(ct, "axial", centre) == SliceStack.of(ct, "axial").voxel_to_slice([[40, 60, 50]])[0, 0]
+    assert slice_index_at(geometry, "axial", centre + [400.0, -400.0, 0.0]) == index  # panned aside
+    with pytest.raises(ValueError, match="beyond the volume"):
+        slice_index_at(geometry, "axial", centre + [0.0, 0.0, 2000.0])
+    inside = markups(scene, "vtkMRMLMarkupsFiducialNode", ct.ijk_to_ras_points([[45, 55, 40], [60, 70, 40]]))
+    placed, expected = (prompt_from_markups(volume, "axial", inside, slice_index=index) for volume in (geometry, ct))
+    assert placed.index == expected.index == index and placed.box == expected.box is None
+    np.testing.assert_array_equal(placed.points, expected.points)
+
+
 class SettingsStore(dict):
     """The part of ``qt.QSettings`` the link uses."""
 

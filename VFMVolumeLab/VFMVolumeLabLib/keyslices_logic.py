@@ -51,7 +51,7 @@ class KeySlicesLogic(SectionLogic):
         from vfmlab import mrml
         from vfmlab.slices import SliceStack
 
-        volume = mrml.volume_from_node(volume_node)
+        volume = mrml.volume_geometry(volume_node)
         stack = SliceStack.of(volume, axis)
         rows, cols = stack.shape[1:]
         kji = stack.slice_to_voxel(np.array([[index, (rows - 1) / 2, (cols - 1) / 2]]))
@@ -64,10 +64,8 @@ class KeySlicesLogic(SectionLogic):
         from vfmlab import mrml
         from vfmlab.slices import SliceStack
 
-        volume = mrml.volume_from_node(volume_node)
-        ijk = np.rint(volume.ras_to_ijk_points(np.atleast_2d(np.asarray(ras_point, float)))).astype(int)
-        kji = np.clip(ijk[:, ::-1], 0, np.array(volume.array.shape) - 1)  # a view panned off the volume still counts
-        current = SliceStack.of(volume, axis).voxel_to_slice(kji)[0, 0]
+        volume = mrml.volume_geometry(volume_node)
+        current = SliceStack.of(volume, axis).slice_through(volume, ras_point)  # a view panned aside counts too
         ordered = sorted(indices)
         return next((index for index in ordered if index > current), ordered[0])
 

@@ -20,15 +20,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> KeySliceConfig:
-    from ..errors import InputError
-
-    config = replace(KeySliceConfig(), **given_options(model=args.model, axis=args.axis, ratio=args.ratio,
-                                                        budget=args.budget, mode=args.mode))
-    if not 0 < config.ratio <= 1:
-        raise InputError(f"--ratio must be in (0, 1], got {config.ratio}")
-    if config.budget is not None and config.budget < 1:
-        raise InputError(f"--budget must be at least 1, got {config.budget}")
-    return config
+    return replace(KeySliceConfig(), **given_options(model=args.model, axis=args.axis, ratio=args.ratio,
+                                                      budget=args.budget, mode=args.mode))
 
 
 def configure_slices(parser: argparse.ArgumentParser) -> None:
@@ -38,15 +31,13 @@ def configure_slices(parser: argparse.ArgumentParser) -> None:
     _add_config_options(parser)
 
 
-def _compute(path: Path, config: KeySliceConfig, labels_path: Path | None = None):
-    from ..probes.registry import build_probe
+def _compute(path: Path, config: KeySliceConfig, probe, labels_path: Path | None = None):
     from ..progress import terminal_counter
     from ..volume_io import read_labels, read_volume
     from .run import key_slices
 
     volume = read_volume(path)
     labels = read_labels(labels_path, volume) if labels_path is not None else None
-    probe = build_probe(config.model)
     with terminal_counter(f"scoring {config.axis} slices with {config.model}") as counter:
         return volume, key_slices(volume, config, probe, labels, progress=lambda done, total: counter.advance())
 
@@ -54,8 +45,10 @@ def _compute(path: Path, config: KeySliceConfig, labels_path: Path | None = None
 def run_slices(args: argparse.Namespace) -> int:
     from .run import write_outputs
 
+    from ..probes.registry import build_probe
+
     config = _config(args)
-    volume, result = _compute(args.volume, config, args.labels)
+    volume, result = _compute(args.volume, config, build_probe(config.model), args.labels)
     files = write_outputs(args.out, result, config, volume, source=str(args.volume))
     chosen = result.selection.indices
     print(f"{len(chosen)} of {result.selection.slices} {config.axis} slices: {chosen}")
@@ -75,11 +68,17 @@ def run_similar(args: argparse.Namespace) -> int:
     from .run import DESCRIPTOR_NPY, load_outputs
 
     config = _config(args)
+    probe = None  # built once, the first time a volume (not an output folder) is given
 
     def descriptor(path: Path):
+        nonlocal probe
         if path.is_dir() and (path / DESCRIPTOR_NPY).is_file():
             return load_outputs(path)[1]
-        return _compute(path, config)[1].descriptor
+        if probe is None:
+            from ..probes.registry import build_probe
+
+            probe = build_probe(config.model)
+        return _compute(path, config, probe)[1].descriptor
 
     ranked = rank_by_similarity(descriptor(args.query), {str(path): descriptor(path) for path in args.others})
     for name, cosine in ranked:

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import InputError
+
 COMPONENTS = ("attention", "novelty", "foreground", "contrast", "segment")
 
 
@@ -45,6 +47,17 @@ class KeySliceConfig:
     foreground_level: float = 0.05  # windowed intensity (0..1) above which a pixel is inside the body
     cover_distance: int = 2  # a slice counts as covered when a chosen slice is at most this many slices away
     weights: ScoreWeights = field(default_factory=ScoreWeights)
+
+    def __post_init__(self) -> None:
+        """Checked here, so the CLI, the job task and the panel refuse the same settings with one message."""
+        if not 0 < self.ratio <= 1:
+            raise InputError(f"the ratio must be in (0, 1], got {self.ratio}")
+        if self.budget is not None and self.budget < 1:
+            raise InputError(f"the budget must be at least 1 slice, got {self.budget}")
+        if self.mode not in ("diverse", "contiguous"):
+            raise InputError(f"unknown selection mode '{self.mode}'; use diverse or contiguous")
+        if self.axis not in ("axial", "coronal", "sagittal"):
+            raise InputError(f"unknown axis '{self.axis}'; use axial, coronal or sagittal")
 
     def min_gap(self, slices: int) -> int:
         """Fewest slices between two chosen ones (1: neighbours allowed)."""

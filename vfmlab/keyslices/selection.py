@@ -94,9 +94,7 @@ def select_slices(scores: SliceScores, config: KeySliceConfig, segments: dict[st
     count = config.count(slices)
     if config.mode == "diverse":
         indices = select_diverse(scores.total, scores.features, count, config.diversity, config.min_gap(slices))
-    elif config.mode == "contiguous":
+    else:  # contiguous (KeySliceConfig refuses any other mode)
         indices = select_contiguous(scores.total, count)
-    else:
-        raise InputError(f"unknown selection mode '{config.mode}'; use diverse or contiguous")
     foreground = scores.components["foreground"] > 0
     return Selection(scores.axis, indices, slices, coverage(indices, slices, config.cover_distance, foreground, segments))

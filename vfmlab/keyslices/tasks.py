@@ -31,7 +31,7 @@ def keyslices_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]
 
     from ..probes.registry import build_probe
     from ..volume_io import read_labels, read_volume
-    from .run import key_slices, write_outputs
+    from .run import STRIP_PNG, key_slices, write_outputs
 
     if params.get("threads"):
         torch.set_num_threads(int(params["threads"]))
@@ -42,6 +42,6 @@ def keyslices_task(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]
     result = key_slices(volume, config, probe, labels,
                         progress=lambda done, total: reporter.progress(done / total, f"scored slice {done} of {total}"))
     files = write_outputs(params["out"], result, config, volume, source=str(params["volume"]))
-    reporter.artifact("strip", str(files["strip.png"]))
+    reporter.artifact("strip", str(files[STRIP_PNG]))
     return {"out": params["out"], "indices": result.selection.indices, "slices": result.selection.slices,
             "axis": config.axis, "coverage": result.selection.coverage}

@@ -5,7 +5,8 @@ in the 3D Slicer application and in the ``slicer-core`` wheel, so the same code 
 headless in the CLI, background jobs and tests.
 """
 from .scene import new_scene, ensure_core_logic, save_scene, load_scene
-from .volumes import add_volume_node, volume_from_node, update_volume_node, load_volume_node, save_volume_node
+from .volumes import (add_volume_node, volume_from_node, volume_geometry, update_volume_node, load_volume_node,
+                      save_volume_node)
 from .segmentations import (
     SegmentMode,
     add_segment,
@@ -35,4 +36,5 @@ __all__ = [
     "segment_names",
     "update_volume_node",
     "volume_from_node",
+    "volume_geometry",
 ]

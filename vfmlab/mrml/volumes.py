@@ -85,6 +85,17 @@ def volume_from_node(node) -> Volume:
     return Volume.from_ijk_to_ras(array_from_image_data(image), node_ijk_to_world(node), name=node.GetName())
 
 
+def volume_geometry(node) -> Volume:
+    """The node's grid and world geometry without reading its voxels (the array is one zero broadcast to
+    the grid's shape, taking no memory): for positions only, e.g. moving a slice view onto a slice."""
+    image = node.GetImageData()
+    if image is None:
+        raise InputError(f"volume node '{node.GetName()}' has no image data")
+    i, j, k = image.GetDimensions()
+    return Volume.from_ijk_to_ras(np.broadcast_to(np.zeros((), np.float32), (k, j, i)), node_ijk_to_world(node),
+                                  name=node.GetName())
+
+
 def update_volume_node(node, volume: Volume) -> None:
     """Replace a node's voxels and geometry with ``volume``'s."""
     node.SetIJKToRASMatrix(numpy_to_matrix(volume.ijk_to_ras))
