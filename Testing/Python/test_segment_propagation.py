@@ -6,7 +6,9 @@ Whole-volume numbers on every labelled volume, split into tuning and reporting h
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +121,25 @@ def test_a_leaking_mask_on_a_small_field_of_view_is_stopped(litemedsam, sample):
     assert abs(low - present.min()) <= 1 and abs(high - present.max()) <= 1, "the default must stop at the organ's ends"
     assert scores["default"]["precision"] > 0.75 and scores["default"]["dice"] > 0.75
     assert scores["v1"]["precision"] < scores["default"]["precision"] - 0.2, "the compounding box leaked"
+
+
+def test_stop_rules_replayed_on_a_recorded_walk_match_propagation(litemedsam, sample, monkeypatch):
+    """``bench/segment_stop_rules.py`` measures rule sets by replaying one walk recorded with no stop rule
+    through ``check_slice``; that is only sound if the replay ends where ``propagate`` itself ends."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+    from segment_stop_rules import record_walk, replay
+
+    ct, labels = sample
+    slab = slice(76, 104)  # the gallbladder (slices 84-95) and a few slices past each end
+    volume = Volume(np.ascontiguousarray(ct.array[slab]), ct.spacing, ct.ijk_to_ras_points([[0, 0, slab.start]])[0],
+                    ct.direction)
+    engine = VolumeSegmenter(litemedsam, volume)
+    truth = np.ascontiguousarray(labels[slab]) == GALLBLADDER
+    walk = json.loads(json.dumps(record_walk(engine, truth)))  # as stored on disk
+    reference = engine.stack("axial").view(truth)
+    for config in (PropagationConfig(), replace(PropagationConfig(), min_intensity_inliers=0.6, min_overlap=0.7)):
+        run = propagate(engine, "axial", walk["seed"], Prompt(box=box_of(reference[walk["seed"]])), config)
+        replayed = replay(walk, config)
+        assert replayed["slices"] == list(run.slice_range)
+        assert replayed["dice"] == pytest.approx(overlap_metrics(engine.to_volume_mask("axial", run.masks), truth)["dice"])
+        assert replay(walk, None)["dice"] >= replayed["dice"], "the oracle stop is the best any rule can do"

@@ -33,7 +33,10 @@ class PropagationConfig:
     # slice normal stays inside, on thin and thick slices alike, and growth adds up linearly, not geometrically
     box_margin_slices: float = 1.0
     min_predicted_iou: float = 0.6
-    area_ratio: tuple[float, float] = (0.4, 1.8)  # allowed area change from one slice to the next
+    # allowed area change from one slice to the next. Growth up to x3: small structures (pancreas, lesions on
+    # thick slices) and seeds drawn short of the organ's edge change that fast, and the box margin cannot
+    # compound, so growth alone no longer means a runaway (bench/segment_stop_rules.py, tuning half)
+    area_ratio: tuple[float, float] = (0.4, 3.0)
     min_overlap: float = 0.4  # Dice of the new mask with the previous one
     intensity_tolerance: float | None = None  # allowed shift of the mean windowed intensity (0..1 scale)
     # share of the mask's pixels that must lie in the prompted slice's 5th-95th percentile intensity range
@@ -53,8 +56,8 @@ class PropagationConfig:
     @classmethod
     def v1(cls) -> "PropagationConfig":
         """The first release's rules (10 % + 2 px box growth per slice), kept for comparison."""
-        return cls(box_margin=0.1, min_box_margin_px=2, box_margin_slices=0.0, intensity_tolerance=0.16,
-                   min_intensity_inliers=None, retry_tight_box=False)
+        return cls(box_margin=0.1, min_box_margin_px=2, box_margin_slices=0.0, area_ratio=(0.4, 1.8),
+                   intensity_tolerance=0.16, min_intensity_inliers=None, retry_tight_box=False)
 
 
 @dataclass
@@ -134,8 +137,9 @@ class AreaTrend:
         return area / max(self.trough, 1) if self.trough < 0.8 * self.peak else 1.0
 
 
-def _check(config: PropagationConfig, record: SliceRecord, previous_area: int, reference: IntensityReference,
-           trend: AreaTrend) -> str:
+def check_slice(config: PropagationConfig, record: SliceRecord, previous_area: int, reference: IntensityReference,
+                trend: AreaTrend) -> str:
+    """Why ``record``'s mask ends the walk under ``config`` (the first stop rule it fails), or "" to go on."""
     if record.area < config.min_area_px:
         return "mask vanished"
     if record.predicted_iou < config.min_predicted_iou:
@@ -169,7 +173,7 @@ def _predict(segmenter: VolumeSegmenter, axis: str, index: int, prompt: Prompt, 
     mask, values = prediction.mask, segmenter.slice_image(axis, index)[prediction.mask]
     record = SliceRecord(index, prediction.iou, int(mask.sum()), dice(mask, previous.mask),
                          float(values.mean()) if values.size else float("nan"), True, inliers=reference.inliers(values))
-    record.reason = _check(config, record, int(previous.mask.sum()), reference, trend)
+    record.reason = check_slice(config, record, int(previous.mask.sum()), reference, trend)
     record.accepted = not record.reason
     return prediction, record
 
