@@ -29,6 +29,7 @@ from vfmlab.segment.propagate import (AreaTrend, IntensityReference, Propagation
                                       check_slice, propagate)
 from vfmlab.segment.registry import build_segmenter
 from vfmlab.segment.segmenter import Prompt
+from vfmlab.segment.volume_segmenter import VolumeSegmenter
 
 DEFAULT = PropagationConfig()
 NO_STOP = replace(DEFAULT, min_predicted_iou=0.0, area_ratio=(0.0, float("inf")), min_overlap=0.0,
@@ -49,7 +50,7 @@ RULE_SETS = {
 }
 
 
-def record_walk(engine: DiskCachedSegmenter, truth: np.ndarray) -> dict:
+def record_walk(engine: VolumeSegmenter, truth: np.ndarray) -> dict:
     """The no-stop walk of one organ: per slice its record, kept area and pixels inside the reference."""
     view = engine.stack("axial").view(truth)
     present = np.flatnonzero(view.any(axis=(1, 2)))
