@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segment_robustness import CT_ORGANS, Case, DiskCachedSegmenter, organ_masks, other_cases, scored
+from segment_robustness import (CT_ORGANS, Case, DiskCachedSegmenter, organ_masks, other_cases, scored,
+                                seed_and_bound)
 from vfmlab.keyslices.config import KeySliceConfig
 from vfmlab.keyslices.run import key_slices
 from vfmlab.probes.registry import build_probe
@@ -42,12 +43,10 @@ def uniform_seeds(present: np.ndarray, count: int) -> list[int]:
 
 
 def organ_eval(engine, truth: np.ndarray, keys: list[int]) -> dict:
-    view = engine.stack("axial").view(truth)
-    present = np.flatnonzero(view.any(axis=(1, 2)))
+    view, present, middle, bound = seed_and_bound(engine, truth)
     on_organ = [k for k in keys if view[k].any()]
-    seeds = {"middle": [int(present[len(present) // 2])], "key": on_organ or [int(present[len(present) // 2])]}
+    seeds = {"middle": [middle], "key": on_organ or [middle]}
     seeds["uniform"] = uniform_seeds(present, len(seeds["key"]))
-    bound = {int(k): engine.segment_slice("axial", int(k), Prompt(box=box_of(view[k]))).mask for k in present}
     out = {"organ_slices": int(len(present)), "key_seeds": on_organ, "missed": not on_organ,
            "bound": scored(engine, bound, truth)}
     for name in STRATEGIES:

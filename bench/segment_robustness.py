@@ -181,11 +181,17 @@ def scored(engine: VolumeSegmenter, masks: dict[int, np.ndarray], truth: np.ndar
     return {key: round(metrics[key], 4) for key in ("dice", "precision", "recall")}
 
 
-def organ_run(engine: VolumeSegmenter, truth: np.ndarray, strategies: dict[str, PropagationConfig]) -> dict:
+def seed_and_bound(engine: VolumeSegmenter, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, dict]:
+    """The reference in axial slices, its slices, the seed (the middle one) and the bound's masks (the true
+    box on every reference slice): one definition for every bench that compares with the bound."""
     view = engine.stack("axial").view(truth)
     present = np.flatnonzero(view.any(axis=(1, 2)))
-    seed = int(present[len(present) // 2])
     bound = {int(k): engine.segment_slice("axial", int(k), Prompt(box=box_of(view[k]))).mask for k in present}
+    return view, present, int(present[len(present) // 2]), bound
+
+
+def organ_run(engine: VolumeSegmenter, truth: np.ndarray, strategies: dict[str, PropagationConfig]) -> dict:
+    view, present, seed, bound = seed_and_bound(engine, truth)
     out = {"reference_slices": [int(present.min()), int(present.max())], "seed": seed,
            "pieces_along_axis": int(1 + (np.diff(present) > 1).sum()), "bound": scored(engine, bound, truth)}
     for name, config in strategies.items():

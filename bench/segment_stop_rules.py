@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segment_robustness import (DiskCachedSegmenter, other_cases, sample_ct_cases, scored, split_half, summarise,
-                                summary_tables)
+from segment_robustness import (DiskCachedSegmenter, other_cases, sample_ct_cases, scored, seed_and_bound,
+                                split_half, summarise, summary_tables)
 from vfmlab.segment.propagate import (AreaTrend, IntensityReference, PropagationConfig, SliceRecord, box_of,
                                       check_slice, propagate)
 from vfmlab.segment.registry import build_segmenter
@@ -52,10 +52,7 @@ RULE_SETS = {
 
 def record_walk(engine: VolumeSegmenter, truth: np.ndarray) -> dict:
     """The no-stop walk of one organ: per slice its record, kept area and pixels inside the reference."""
-    view = engine.stack("axial").view(truth)
-    present = np.flatnonzero(view.any(axis=(1, 2)))
-    seed = int(present[len(present) // 2])
-    bound = {int(k): engine.segment_slice("axial", int(k), Prompt(box=box_of(view[k]))).mask for k in present}
+    view, present, seed, bound = seed_and_bound(engine, truth)
     result = propagate(engine, "axial", seed, Prompt(box=box_of(view[seed])), NO_STOP)
     plain = propagate(engine, "axial", seed, Prompt(box=box_of(view[seed])), PropagationConfig.plain())
     seed_mask = result.masks[seed]

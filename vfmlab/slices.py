@@ -96,13 +96,16 @@ class SliceStack:
     def slice_through(self, volume: Volume, ras_point) -> int:
         """Index of the slice through a RAS point (e.g. a slice view's centre), wherever the point lies in
         the slice's plane; outside ``0 .. slices - 1`` when the point is beyond the volume's ends."""
-        ijk = np.rint(volume.ras_to_ijk_points(np.atleast_2d(np.asarray(ras_point, float)))).astype(int)
-        return int(self.voxel_to_slice(ijk[:, ::-1])[0, 0])
+        return int(self.voxel_to_slice(_nearest_voxels(volume, ras_point))[0, 0])
 
     def ras_to_slice(self, volume: Volume, ras: np.ndarray) -> np.ndarray:
         """RAS points ``(N, 3)`` → the ``(slice, row, col)`` of the voxel containing each point."""
-        ijk = np.rint(volume.ras_to_ijk_points(ras)).astype(int)
-        kji = ijk[:, ::-1]
+        kji = _nearest_voxels(volume, ras)
         if (kji < 0).any() or (kji >= np.array(volume.array.shape)).any():
             raise InputError(f"point(s) {np.round(np.atleast_2d(ras), 1).tolist()} lie outside the volume")
         return self.voxel_to_slice(kji)
+
+
+def _nearest_voxels(volume: Volume, ras) -> np.ndarray:
+    """RAS points ``(N, 3)`` (or one point) → ``(N, 3)`` ``(k, j, i)`` of the nearest voxel centres, unbounded."""
+    return np.rint(volume.ras_to_ijk_points(np.atleast_2d(np.asarray(ras, float)))).astype(int)[:, ::-1]
